@@ -1,0 +1,62 @@
+// moe_ep_bench: prints a table and writes JSON under $OUT/bench (or ./bench_results).
+//   moe_ep_bench [--quick] [--ranks 1,2,4,8]
+//   moe_ep_bench --cpu-reference      (no GPU needed)
+#include <cstdio>
+#include <cstdlib>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <cuda_runtime_api.h>
+
+#include "bench_util.hpp"
+#include "cpu_reference_demo.hpp"
+#include "intranode_bench.hpp"
+#include "layout_bench.hpp"
+
+int main(int argc, char** argv) {
+  using namespace moe_ep::bench;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--cpu-reference") return run_cpu_reference_demo();
+  }
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    std::printf("SKIPPED: no CUDA device; benchmarks need a GPU\n");
+    return 0;
+  }
+  bool quick = false;
+  std::vector<int> ranks = {1, 2, 4, 8};
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") quick = true;
+    if (arg == "--ranks" && i + 1 < argc) {
+      ranks.clear();
+      std::stringstream list(argv[++i]);
+      for (std::string item; std::getline(list, item, ',');) ranks.push_back(std::stoi(item));
+    }
+  }
+  try {
+    const double copy_bw = measure_copy_bandwidth(std::size_t{1} << 30, 20);
+    const std::string gpu = gpu_name();
+    std::printf("GPU: %s, device-to-device copy %.0f GB/s (read+write)\n", gpu.c_str(), copy_bw / 1e9);
+    Report report;
+    Row copy;
+    copy.bench = "copy";
+    copy.problem = "1GiB";
+    copy.note = std::to_string(static_cast<int>(copy_bw / 1e9)) + " GB/s read+write";
+    report.add(copy);
+    run_layout_bench(report, copy_bw);
+    for (int r : ranks) {
+      for (const char* problem : {"ht-v3", "ht-v3-bf16"}) {
+        run_intranode_bench(report, copy_bw, problem, r, 4096, quick ? 10 : 50);
+      }
+    }
+    const char* out = std::getenv("OUT");
+    report.write_json(out != nullptr ? std::string(out) + "/bench" : "bench_results", gpu, copy_bw);
+    report.print_table();
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "benchmark failed: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

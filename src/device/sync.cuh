@@ -1,0 +1,80 @@
+// Device synchronization blocks: scoped acquire/release accesses, the global timer, and
+// the bounded wait every kernel uses instead of an unbounded spin. A wait that expires
+// writes the error record and returns false; nothing traps.
+#pragma once
+#include <cstdint>
+
+#include "protocol/error_record.hpp"
+
+namespace moe_ep::device {
+
+__device__ __forceinline__ std::uint64_t global_timer_ns() {
+  std::uint64_t t;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+  return t;
+}
+
+// Pairs with store_release_sys by the peer that signals.
+__device__ __forceinline__ std::uint64_t load_acquire_sys(const std::uint64_t* p) {
+  std::uint64_t v;
+  asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+
+// Publishes every earlier write of this thread (and, after a barrier, of its block).
+__device__ __forceinline__ void store_release_sys(std::uint64_t* p, std::uint64_t v) {
+  asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+__device__ __forceinline__ void sleep_until(std::uint64_t deadline_ns) {
+  while (global_timer_ns() < deadline_ns) __nanosleep(1000);
+}
+
+// First error wins; later ones are dropped so the host sees the root cause.
+__device__ __forceinline__ void record_error(protocol::ErrorRecord* rec, protocol::ErrorCode code,
+                                             int rank, protocol::Phase phase, int peer,
+                                             std::int64_t a = 0, std::int64_t b = 0, std::int64_t c = 0) {
+  if (atomicCAS(&rec->code, 0, static_cast<int>(code)) != 0) return;
+  rec->rank = rank;
+  rec->phase = static_cast<int>(phase);
+  rec->peer = peer;
+  rec->channel = static_cast<int>(blockIdx.x);
+  rec->a = a;
+  rec->b = b;
+  rec->c = c;
+  __threadfence_system();
+}
+
+enum class WaitResult { kOk, kTimeout, kMismatch, kPeerFailed };
+
+// Waits until the flag at `flag` (written by `peer`) carries epoch >= tag's epoch.
+// Returns kMismatch when the peer is at this epoch with another op, kPeerFailed when
+// it signalled failure; records the error in every non-ok case.
+__device__ __forceinline__ WaitResult wait_tag(const std::uint64_t* flag, std::uint64_t tag,
+                                               std::uint64_t timeout_ns, protocol::ErrorRecord* rec,
+                                               int rank, protocol::Phase phase, int peer) {
+  const std::uint64_t start = global_timer_ns();
+  std::uint64_t seen = load_acquire_sys(flag);
+  while (protocol::tag_epoch(seen) < protocol::tag_epoch(tag)) {
+    if (global_timer_ns() - start > timeout_ns) {
+      record_error(rec, protocol::ErrorCode::kTimeout, rank, phase, peer, static_cast<std::int64_t>(tag),
+                   static_cast<std::int64_t>(seen), static_cast<std::int64_t>(start));
+      return WaitResult::kTimeout;
+    }
+    seen = load_acquire_sys(flag);
+  }
+  if (protocol::tag_epoch(seen) == protocol::tag_epoch(tag)) {
+    if (protocol::tag_op(seen) != protocol::tag_op(tag)) {
+      record_error(rec, protocol::ErrorCode::kOpMismatch, rank, phase, peer, protocol::tag_op(tag),
+                   protocol::tag_op(seen));
+      return WaitResult::kMismatch;
+    }
+    if (protocol::tag_failed(seen)) {
+      record_error(rec, protocol::ErrorCode::kPeerFailed, rank, phase, peer);
+      return WaitResult::kPeerFailed;
+    }
+  }
+  return WaitResult::kOk;
+}
+
+}  // namespace moe_ep::device

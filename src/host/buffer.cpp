@@ -1,0 +1,203 @@
+// Buffer construction, teardown, error reporting and reset. The calls themselves live in
+// buffer_layout.cpp, buffer_dispatch.cpp and buffer_combine.cpp.
+#include "moe_ep/buffer.hpp"
+
+#include <atomic>
+#include <cstring>
+#include <sstream>
+#include <vector>
+
+#include "host/buffer_impl.hpp"
+#include "host/error_report.hpp"
+#include "host/validation.hpp"
+#include "kernels/layout/layout_params.hpp"
+#include "runtime/cuda_check.hpp"
+#include "runtime/hardware_queues.hpp"
+
+namespace moe_ep {
+namespace {
+
+std::atomic<std::uint64_t> next_buffer_id{1};
+
+// Runs when the library is loaded, normally before the CUDA context exists.
+[[maybe_unused]] const bool hardware_queues_requested = (runtime::request_hardware_queues(), true);
+
+struct ConstructionRecord {
+  std::int64_t num_nvl_bytes;
+  int device;
+  int low_latency_mode;
+};
+
+}  // namespace
+
+Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, BufferOptions opts)
+    : group(std::move(g)), options(opts), rank(group->rank()), num_ranks(group->size()), device(group->device()),
+      id(next_buffer_id.fetch_add(1)), guard_for_construction(device) {
+  const std::string op = "Buffer";
+  host::require(num_ranks <= kMaxNvlRanks, op,
+                "group of " + std::to_string(num_ranks) + " ranks exceeds the NVLink-domain maximum kMaxNvlRanks = " +
+                    std::to_string(kMaxNvlRanks) + " (internode is not available yet)");
+  host::require(num_nvl_bytes >= 0, op, "num_nvl_bytes must be >= 0, got " + std::to_string(num_nvl_bytes));
+  MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&num_device_sms, cudaDevAttrMultiProcessorCount, device));
+
+  // Every rank must agree on the buffer's shape (TEST_CASES B7): compare collectively.
+  ConstructionRecord mine{num_nvl_bytes, device, options.low_latency_mode ? 1 : 0};
+  std::vector<ConstructionRecord> all(num_ranks);
+  group->allgather(&mine, sizeof(mine), all.data());
+  std::ostringstream disagreement;
+  for (int r = 0; r < num_ranks; ++r) {
+    if (all[r].num_nvl_bytes != all[0].num_nvl_bytes || all[r].low_latency_mode != all[0].low_latency_mode) {
+      disagreement << " rank " << r << ": num_nvl_bytes=" << all[r].num_nvl_bytes
+                   << " low_latency_mode=" << all[r].low_latency_mode << ";";
+    }
+  }
+  if (!disagreement.str().empty()) {
+    host::fail(op, "ranks disagree (rank 0: num_nvl_bytes=" + std::to_string(all[0].num_nvl_bytes) +
+                       " low_latency_mode=" + std::to_string(all[0].low_latency_mode) + ";" + disagreement.str() + ")");
+  }
+  ranks_on_device = 0;
+  for (const auto& rec : all) ranks_on_device += rec.device == device ? 1 : 0;
+  if (!group->shares_address_space()) ranks_on_device = 1;  // other processes: unknown, MPS splits
+  // Each rank drives a comm and a compute stream; ranks sharing a device need a hardware
+  // queue per stream or their kernels serialize and spin until the waits expire.
+  const int queues_needed = 2 * ranks_on_device + 2;
+  host::require(ranks_on_device == 1 || runtime::configured_hardware_queues() >= queues_needed, op,
+                std::to_string(ranks_on_device) + " in-process ranks share device " + std::to_string(device) +
+                    " but CUDA_DEVICE_MAX_CONNECTIONS=" + std::to_string(runtime::configured_hardware_queues()) +
+                    "; set it to at least " + std::to_string(queues_needed) +
+                    " (32 is CUDA's maximum) before the process first uses CUDA");
+
+  layout = protocol::carve_nvl_buffer_for_bytes(num_nvl_bytes);
+  nvl = std::make_unique<runtime::PeerMapping>(*group, static_cast<std::size_t>(num_nvl_bytes));
+  state = runtime::DeviceAllocation(sizeof(protocol::DeviceState));
+  host_state = runtime::HostMappedAllocation(sizeof(protocol::HostMappedState));
+  layout_workspace = runtime::DeviceAllocation(kernels::layout_workspace_bytes_max());
+  kernels::preload_layout_kernels();
+  kernels::preload_notify_kernels();
+  kernels::preload_receive_kernels();
+  kernels::preload_combine_kernels();
+  group->barrier();  // every peer's buffer is zeroed before anyone signals into it
+}
+
+Buffer::Buffer(std::shared_ptr<Group> group, std::int64_t num_nvl_bytes, std::int64_t num_rdma_bytes,
+               BufferOptions options) {
+  if (!group) throw InvalidArgument("Buffer: group is null");
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    throw CudaError("Buffer: no CUDA device is present; moe_ep needs an NVIDIA GPU (sm_90 or sm_80)");
+  }
+  host::require(num_rdma_bytes == 0, "Buffer",
+                "num_rdma_bytes=" + std::to_string(num_rdma_bytes) +
+                    ": the RDMA (internode / low-latency) transport is not available in this build yet");
+  impl_ = std::make_unique<Impl>(std::move(group), num_nvl_bytes, options);
+}
+
+Buffer::~Buffer() {
+  if (impl_) cudaStreamSynchronize(impl_->comm_stream.get());  // local work only, bounded by the waits
+}
+
+int Buffer::rank() const { return impl_->rank; }
+int Buffer::num_ranks() const { return impl_->num_ranks; }
+int Buffer::device() const { return impl_->device; }
+int Buffer::num_device_sms() const { return impl_->num_device_sms; }
+std::uint64_t Buffer::id() const { return impl_->id; }
+std::uint64_t Buffer::generation() const { return impl_->generation; }
+cudaStream_t Buffer::comm_stream() const { return impl_->comm_stream.get(); }
+std::int64_t Buffer::num_nvl_bytes() const { return static_cast<std::int64_t>(impl_->nvl->bytes()); }
+void* Buffer::local_nvl_buffer() const { return impl_->nvl->local(); }
+std::int64_t Buffer::max_dispatch_tokens() const { return impl_->layout.max_tokens; }
+int Buffer::max_num_sms() const { return impl_->num_device_sms / impl_->ranks_on_device; }
+
+std::int64_t Buffer::intranode_size_hint(std::int64_t max_tokens_per_rank, int /*num_ranks*/) {
+  return protocol::carve_nvl_buffer(protocol::align_up(max_tokens_per_rank, 32)).total_bytes;
+}
+
+void Buffer::set_fault_injection(const FaultInjection& fault) { impl_->fault = fault; }
+
+void Buffer::check_error() { impl_->ensure_usable("check_error"); }
+
+void Buffer::reset() {
+  runtime::DeviceGuard guard(impl_->device);
+  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(impl_->comm_stream.get()));
+  impl_->group->barrier();  // no peer is still signalling into this buffer
+  MOE_EP_CUDA_CHECK(cudaMemset(impl_->nvl->local(), 0, sizeof(protocol::NvlHeader)));
+  MOE_EP_CUDA_CHECK(cudaMemset(impl_->state.get(), 0, sizeof(protocol::DeviceState)));
+  std::memset(impl_->host(), 0, sizeof(protocol::HostMappedState));
+  impl_->failure.clear();
+  impl_->skipping_dispatch = false;
+  ++impl_->generation;
+  impl_->group->barrier();  // nobody signals before every rank has cleared
+}
+
+void Buffer::Impl::raise_recorded_error() {
+  // The device wrote it through the mapping; the caller synchronized first.
+  std::atomic_thread_fence(std::memory_order_acquire);
+  const protocol::ErrorRecord record = host()->error;
+  if (record.code == 0) return;
+  failure = host::describe_error(record);
+  host::throw_error(record, failure);
+}
+
+void Buffer::Impl::ensure_usable(const std::string& op) {
+  if (!failure.empty()) {
+    throw std::runtime_error(op + ": buffer unusable after an earlier error (" + failure + "); call reset()");
+  }
+  raise_recorded_error();
+}
+
+bool Buffer::Impl::consume_skip() {
+  if (fault.skip_calls <= 0) return false;
+  --fault.skip_calls;
+  return true;
+}
+
+cudaStream_t Buffer::Impl::begin(const StreamOptions& s) {
+  cudaStream_t comm = comm_stream.get();
+  if (s.previous_event != nullptr) {
+    MOE_EP_CUDA_CHECK(cudaStreamWaitEvent(comm, s.previous_event, 0));
+  } else {
+    Event::record(s.compute_stream).stream_wait(comm);
+  }
+  return comm;
+}
+
+Event Buffer::Impl::end(const StreamOptions& s) {
+  Event done = Event::record(comm_stream.get());
+  if (!s.async_finish) done.stream_wait(s.compute_stream);
+  return done;
+}
+
+kernels::CollectiveContext Buffer::Impl::context(protocol::Op op) const {
+  kernels::CollectiveContext ctx{};
+  for (int r = 0; r < num_ranks; ++r) ctx.peer_bases[r] = nvl->bases()[r];
+  ctx.layout = layout;
+  ctx.rank = rank;
+  ctx.num_ranks = num_ranks;
+  ctx.op = op;
+  ctx.timeout_ns = options.timeout_ns;
+  ctx.delay_ns = fault.delay_ns;
+  ctx.state = device_state();
+  ctx.error = &host_on_device()->error;
+  return ctx;
+}
+
+int Buffer::Impl::checked_num_sms(const std::string& op, const Config& config) const {
+  const int max_sms = num_device_sms / ranks_on_device;
+  host::require(config.num_sms >= 1 && config.num_sms <= max_sms, op,
+                "config.num_sms=" + std::to_string(config.num_sms) + " outside [1, " + std::to_string(max_sms) +
+                    "]: the device has " + std::to_string(num_device_sms) + " SMs shared by " +
+                    std::to_string(ranks_on_device) + " rank(s)");
+  return config.num_sms;
+}
+
+void Buffer::Impl::check_handle(const std::string& op, const DispatchHandle& handle) const {
+  host::require(handle.buffer_id == id, op,
+                "handle comes from buffer " + std::to_string(handle.buffer_id) + ", not this buffer " +
+                    std::to_string(id));
+  host::require(handle.buffer_generation == generation, op,
+                "handle is from before a reset (generation " + std::to_string(handle.buffer_generation) +
+                    ", buffer is at " + std::to_string(generation) + ")");
+}
+
+}  // namespace moe_ep

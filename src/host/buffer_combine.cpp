@@ -1,0 +1,75 @@
+// Buffer::combine: argument checks against the dispatch handle, then the publish and
+// reduce kernels on the comm stream. No host sync, so it is graph-capturable.
+#include <string>
+
+#include "host/buffer_impl.hpp"
+#include "host/validation.hpp"
+#include "runtime/cuda_check.hpp"
+
+namespace moe_ep {
+
+Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
+  using host::check_optional_tensor;
+  using host::check_tensor;
+  using host::kAnySize;
+  using host::require;
+  const std::string op = "combine";
+  runtime::DeviceGuard guard(impl_->device);
+  impl_->ensure_usable(op);
+  impl_->check_handle(op, handle);
+  const int R = impl_->num_ranks;
+  const std::int64_t rows = handle.num_recv_rows, num_tokens = handle.num_tokens;
+  check_tensor(op, a.x, {"x", {DType::kBFloat16}, {kAnySize, kAnySize}});
+  require(a.x.size(0) == rows, op,
+          "x has " + std::to_string(a.x.size(0)) + " rows but the dispatch received " + std::to_string(rows));
+  const std::int64_t hidden = a.x.size(1);
+  require(hidden > 0 && hidden % 8 == 0, op, "hidden=" + std::to_string(hidden) + " must be a multiple of 8");
+  check_optional_tensor(op, a.topk_weights, {"topk_weights", {DType::kFloat32}, {rows, kAnySize}});
+  const int num_topk = a.topk_weights.defined() ? static_cast<int>(a.topk_weights.size(1)) : 0;
+  require(num_topk <= kMaxTopk, op, "top-k of " + std::to_string(num_topk) + " above " + std::to_string(kMaxTopk));
+  require(!a.bias1.defined() || a.bias0.defined(), op, "bias1 given without bias0");
+  check_optional_tensor(op, a.bias0, {"bias0", {DType::kBFloat16}, {num_tokens, hidden}});
+  check_optional_tensor(op, a.bias1, {"bias1", {DType::kBFloat16}, {num_tokens, hidden}});
+  check_tensor(op, a.combined_x, {"combined_x", {DType::kBFloat16}, {num_tokens, hidden}});
+  if (num_topk > 0) {
+    check_tensor(op, a.combined_topk_weights, {"combined_topk_weights", {DType::kFloat32}, {num_tokens, num_topk}});
+  }
+  check_tensor(op, handle.is_token_in_rank, {"handle.is_token_in_rank", {DType::kBool}, {num_tokens, R}});
+  check_tensor(op, handle.send_pos, {"handle.send_pos", {DType::kInt32}, {num_tokens, R}});
+  check_tensor(op, handle.rank_prefix_matrix, {"handle.rank_prefix_matrix", {DType::kInt32}, {R, R}});
+  require(impl_->group->shares_address_space(), op,
+          "this group spans processes; combine currently needs an in-process group (see dispatch)");
+  const int num_sms = impl_->checked_num_sms(op, a.config);
+  if (impl_->consume_skip()) return Event();
+
+  const kernels::CollectiveContext ctx = impl_->context(protocol::Op::kCombine);
+  kernels::PublishParams publish{};
+  publish.ctx = ctx;
+  publish.source.owner_base = static_cast<const std::uint8_t*>(impl_->nvl->local());
+  publish.source.x = static_cast<const std::uint8_t*>(a.x.data);
+  publish.source.x_row_stride = a.x.stride(0) * 2;
+  publish.source.topk_weights = a.topk_weights.ptr<const float>();
+  publish.source.num_tokens = static_cast<int>(rows);
+
+  kernels::ReduceParams reduce{};
+  reduce.ctx = ctx;
+  reduce.num_tokens = static_cast<int>(num_tokens);
+  reduce.hidden = static_cast<int>(hidden);
+  reduce.num_topk = num_topk;
+  reduce.is_token_in_rank = handle.is_token_in_rank.ptr<const bool>();
+  reduce.send_pos = handle.send_pos.ptr<const int>();
+  reduce.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
+  reduce.bias0 = a.bias0.ptr<const std::uint16_t>();
+  reduce.bias1 = a.bias1.ptr<const std::uint16_t>();
+  reduce.bias0_row_stride = a.bias0.defined() ? a.bias0.stride(0) : 0;
+  reduce.bias1_row_stride = a.bias1.defined() ? a.bias1.stride(0) : 0;
+  reduce.combined_x = a.combined_x.ptr<std::uint16_t>();
+  reduce.combined_topk_weights = num_topk > 0 ? a.combined_topk_weights.ptr<float>() : nullptr;
+
+  cudaStream_t comm = impl_->begin(a.stream);
+  kernels::launch_publish(publish, comm);
+  kernels::launch_reduce(reduce, num_sms, comm);
+  return impl_->end(a.stream);
+}
+
+}  // namespace moe_ep

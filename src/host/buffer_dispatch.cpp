@@ -1,0 +1,223 @@
+// Buffer::dispatch_notify / dispatch_receive: argument checks, the counting kernel (and
+// its host sync unless num_worst_tokens), then the copy kernel.
+#include <string>
+
+#include "host/buffer_impl.hpp"
+#include "host/validation.hpp"
+#include "runtime/cuda_check.hpp"
+
+namespace moe_ep {
+namespace {
+
+using host::check_optional_tensor;
+using host::check_tensor;
+using host::kAnySize;
+using host::require;
+
+struct DispatchShape {
+  std::int64_t num_tokens = 0;
+  std::int64_t hidden = 0;
+  std::int64_t row_bytes = 0;
+  int num_scales = 0;
+  int num_topk = 0;
+  int num_experts = 0;
+  bool fp8 = false;
+};
+
+DispatchShape check_dispatch_args(const std::string& op, const Buffer::Impl& b, const DispatchArgs& a,
+                                  const DispatchHandle& handle, bool cached) {
+  DispatchShape s;
+  check_tensor(op, a.x, {"x", {DType::kBFloat16, DType::kFloat8E4M3}, {kAnySize, kAnySize}});
+  s.num_tokens = a.x.size(0);
+  s.hidden = a.x.size(1);
+  s.fp8 = a.x.dtype == DType::kFloat8E4M3;
+  s.row_bytes = s.hidden * static_cast<std::int64_t>(dtype_bytes(a.x.dtype));
+  require(s.row_bytes > 0 && s.row_bytes % 16 == 0, op,
+          "x row of " + std::to_string(s.hidden) + " elements is " + std::to_string(s.row_bytes) +
+              " bytes; rows must be a non-zero multiple of 16 bytes");
+  require(s.num_tokens <= b.layout.max_tokens, op,
+          "x has " + std::to_string(s.num_tokens) + " tokens but the buffer was sized for " +
+              std::to_string(b.layout.max_tokens) + " (num_nvl_bytes=" + std::to_string(b.nvl->bytes()) +
+              "; see Buffer::intranode_size_hint)");
+  if (s.fp8) {
+    require(s.hidden % 128 == 0, op, "fp8 x needs hidden % 128 == 0, got hidden=" + std::to_string(s.hidden));
+    require(a.x_scales.defined(), op, "fp8 x needs x_scales [num_tokens, hidden/128] float32");
+    const bool per_token = a.x_scales.ndim == 1;
+    s.num_scales = per_token ? 1 : static_cast<int>(s.hidden / 128);
+    if (per_token) {
+      check_tensor(op, a.x_scales, {"x_scales", {DType::kFloat32}, {s.num_tokens}, false});
+    } else {
+      check_tensor(op, a.x_scales, {"x_scales", {DType::kFloat32}, {s.num_tokens, s.num_scales}, false});
+    }
+  } else {
+    require(!a.x_scales.defined(), op, "x_scales given but x is bfloat16 (scales go with float8_e4m3fn x)");
+  }
+  require(a.num_worst_tokens >= 0, op, "num_worst_tokens must be >= 0, got " + std::to_string(a.num_worst_tokens));
+  require(a.expert_alignment >= 1, op, "expert_alignment must be >= 1, got " + std::to_string(a.expert_alignment));
+  if (cached) {
+    b.check_handle(op, handle);
+    require(handle.num_tokens == s.num_tokens, op,
+            "x has " + std::to_string(s.num_tokens) + " tokens but the handle was made for " +
+                std::to_string(handle.num_tokens));
+    require(!a.topk_idx.defined() && !a.topk_weights.defined(), op, "a cached dispatch takes no topk_idx/topk_weights");
+    return s;
+  }
+  const int R = b.num_ranks;
+  check_tensor(op, a.is_token_in_rank, {"is_token_in_rank", {DType::kBool}, {s.num_tokens, R}});
+  check_tensor(op, a.num_tokens_per_rank, {"num_tokens_per_rank", {DType::kInt32}, {R}});
+  check_tensor(op, a.num_tokens_per_expert, {"num_tokens_per_expert", {DType::kInt32}, {kAnySize}});
+  s.num_experts = static_cast<int>(a.num_tokens_per_expert.size(0));
+  require(s.num_experts > 0 && s.num_experts <= kMaxExperts && s.num_experts % R == 0, op,
+          "num_tokens_per_expert has " + std::to_string(s.num_experts) + " experts; need a multiple of num_ranks=" +
+              std::to_string(R) + " in [1, " + std::to_string(kMaxExperts) + "]");
+  check_optional_tensor(op, a.topk_idx, {"topk_idx", {DType::kInt64}, {s.num_tokens, kAnySize}});
+  if (a.topk_idx.defined()) {
+    s.num_topk = static_cast<int>(a.topk_idx.size(1));
+    require(s.num_topk >= 1 && s.num_topk <= kMaxTopk, op,
+            "top-k of " + std::to_string(s.num_topk) + " outside [1, " + std::to_string(kMaxTopk) + "]");
+  }
+  require(!a.topk_weights.defined() || a.topk_idx.defined(), op, "topk_weights given without topk_idx");
+  check_optional_tensor(op, a.topk_weights, {"topk_weights", {DType::kFloat32}, {s.num_tokens, s.num_topk}});
+  check_tensor(op, handle.rank_prefix_matrix, {"handle.rank_prefix_matrix", {DType::kInt32}, {R, R}});
+  check_tensor(op, handle.send_pos, {"handle.send_pos", {DType::kInt32}, {s.num_tokens, R}});
+  return s;
+}
+
+protocol::SourceDescriptor describe_source(const Buffer::Impl& b, const DispatchArgs& a) {
+  protocol::SourceDescriptor d{};
+  d.owner_base = static_cast<const std::uint8_t*>(b.nvl->local());
+  d.x = static_cast<const std::uint8_t*>(a.x.data);
+  d.x_row_stride = a.x.stride(0) * static_cast<std::int64_t>(dtype_bytes(a.x.dtype));
+  if (a.x_scales.defined()) {
+    d.x_scales = a.x_scales.ptr<const float>();
+    d.scale_token_stride = a.x_scales.stride(0);
+    d.scale_hidden_stride = a.x_scales.ndim == 2 ? a.x_scales.stride(1) : 0;
+  }
+  d.topk_idx = a.topk_idx.ptr<const std::int64_t>();
+  d.topk_weights = a.topk_weights.ptr<const float>();
+  d.num_tokens = static_cast<int>(a.x.size(0));
+  return d;
+}
+
+void require_cross_process_staging(const std::string& op, const Buffer::Impl& b) {
+  require(b.group->shares_address_space(), op,
+          "this group spans processes; intranode dispatch/combine currently needs an in-process group "
+          "(peer pointers to the caller's tensors). Process-group staging is tracked with the multi-GPU work.");
+}
+
+}  // namespace
+
+DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle& handle, bool cached) {
+  const std::string op = cached ? "dispatch (cached)" : "dispatch";
+  runtime::DeviceGuard guard(impl_->device);
+  impl_->ensure_usable(op);
+  require_cross_process_staging(op, *impl_);
+  const DispatchShape s = check_dispatch_args(op, *impl_, args, handle, cached);
+  const int num_sms = impl_->checked_num_sms(op, args.config);
+  (void)num_sms;
+  const bool host_sync = !cached && args.num_worst_tokens == 0;
+  if (host_sync) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    MOE_EP_CUDA_CHECK(cudaStreamIsCapturing(args.stream.compute_stream, &capture));
+    require(capture == cudaStreamCaptureStatusNone, op,
+            "called during CUDA graph capture without num_worst_tokens: it must wait on the host for the received "
+            "counts; pass num_worst_tokens > 0 (or a cached handle) to capture it");
+  }
+  DispatchCounts counts;
+  if (impl_->consume_skip()) {
+    impl_->skipping_dispatch = true;
+    return counts;
+  }
+  if (!cached) {
+    handle.is_token_in_rank = args.is_token_in_rank;
+    handle.num_tokens = s.num_tokens;
+    handle.buffer_id = impl_->id;
+    handle.buffer_generation = impl_->generation;
+  }
+
+  kernels::NotifyParams p{};
+  p.ctx = impl_->context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
+  p.source = describe_source(*impl_, args);
+  p.cached = cached;
+  p.num_tokens = static_cast<int>(s.num_tokens);
+  p.num_experts = s.num_experts;
+  p.num_topk = s.num_topk;
+  p.expert_alignment = args.expert_alignment;
+  p.num_worst_tokens = args.num_worst_tokens;
+  if (!cached) {
+    p.is_token_in_rank = args.is_token_in_rank.ptr<const bool>();
+    p.num_tokens_per_rank = args.num_tokens_per_rank.ptr<const int>();
+    p.num_tokens_per_expert = args.num_tokens_per_expert.ptr<const int>();
+    p.send_pos = handle.send_pos.ptr<int>();
+    p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<int>();
+  }
+  p.host_state = impl_->host_on_device();
+  cudaStream_t comm = impl_->begin(args.stream);
+  kernels::launch_notify(p, comm);
+
+  if (cached) {
+    counts.num_recv_rows = handle.num_recv_rows;
+    return counts;
+  }
+  if (!host_sync) {
+    counts.num_recv_rows = args.num_worst_tokens;
+    handle.num_recv_rows = args.num_worst_tokens;
+    return counts;
+  }
+  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(comm));
+  impl_->raise_recorded_error();
+  const auto* host = impl_->host();
+  counts.num_recv_tokens = host->num_recv_tokens;
+  counts.num_recv_rows = host->num_recv_tokens;
+  const int num_local_experts = s.num_experts / impl_->num_ranks;
+  counts.num_recv_tokens_per_expert.assign(host->num_recv_tokens_per_expert,
+                                           host->num_recv_tokens_per_expert + num_local_experts);
+  handle.num_recv_rows = counts.num_recv_rows;
+  return counts;
+}
+
+Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& handle, const DispatchOutputs& out,
+                               bool cached) {
+  const std::string op = cached ? "dispatch (cached)" : "dispatch";
+  runtime::DeviceGuard guard(impl_->device);
+  if (impl_->skipping_dispatch) {
+    impl_->skipping_dispatch = false;
+    return Event();
+  }
+  if (!impl_->failure.empty()) impl_->ensure_usable(op);
+  const DispatchShape s = check_dispatch_args(op, *impl_, args, handle, cached);
+  impl_->check_handle(op, handle);
+  const std::int64_t rows = handle.num_recv_rows;
+  check_tensor(op, out.recv_x, {"recv_x", {args.x.dtype}, {rows, s.hidden}});
+  check_tensor(op, handle.recv_src_idx, {"handle.recv_src_idx", {DType::kInt32}, {rows}});
+  if (s.fp8) check_tensor(op, out.recv_x_scales, {"recv_x_scales", {DType::kFloat32}, {rows, s.num_scales}});
+  if (s.num_topk > 0) {
+    check_tensor(op, out.recv_topk_idx, {"recv_topk_idx", {DType::kInt64}, {rows, s.num_topk}});
+    if (args.topk_weights.defined()) {
+      check_tensor(op, out.recv_topk_weights, {"recv_topk_weights", {DType::kFloat32}, {rows, s.num_topk}});
+    }
+  }
+  const int num_sms = impl_->checked_num_sms(op, args.config);
+
+  kernels::ReceiveParams p{};
+  p.ctx = impl_->context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
+  p.cached = cached;
+  p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
+  p.recv_src_idx = handle.recv_src_idx.ptr<int>();
+  p.num_rows = static_cast<int>(rows);
+  p.recv_x = out.recv_x.ptr<std::uint8_t>();
+  p.row_bytes = s.row_bytes;
+  p.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
+  p.num_scales = s.fp8 ? s.num_scales : 0;
+  p.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;
+  p.recv_topk_weights = s.num_topk > 0 && args.topk_weights.defined() ? out.recv_topk_weights.ptr<float>() : nullptr;
+  p.num_topk = s.num_topk;
+  const int num_local_experts = s.num_experts / impl_->num_ranks;
+  p.expert_begin = impl_->rank * num_local_experts;
+  p.num_local_experts = num_local_experts;
+  cudaStream_t comm = impl_->comm_stream.get();
+  kernels::launch_receive(p, num_sms, comm);
+  return impl_->end(args.stream);
+}
+
+}  // namespace moe_ep

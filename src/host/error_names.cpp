@@ -1,0 +1,27 @@
+// Human-readable names of phases and operations, for error messages.
+#include "protocol/error_record.hpp"
+
+namespace moe_ep::protocol {
+
+const char* phase_name(Phase phase) {
+  switch (phase) {
+    case Phase::kNone: return "none";
+    case Phase::kLayout: return "get_dispatch_layout";
+    case Phase::kDispatchNotify: return "dispatch.notify";
+    case Phase::kDispatchReceive: return "dispatch.receive";
+    case Phase::kCombinePublish: return "combine.publish";
+    case Phase::kCombineReduce: return "combine.reduce";
+  }
+  return "unknown";
+}
+
+const char* op_name(std::uint32_t op) {
+  switch (static_cast<Op>(op)) {
+    case Op::kDispatch: return "dispatch";
+    case Op::kCachedDispatch: return "cached dispatch";
+    case Op::kCombine: return "combine";
+  }
+  return "unknown operation";
+}
+
+}  // namespace moe_ep::protocol

@@ -1,0 +1,61 @@
+// Messages for device-recorded errors: which rank, phase, peer and values.
+#include "host/error_report.hpp"
+
+#include <sstream>
+
+#include "moe_ep/errors.hpp"
+
+namespace moe_ep::host {
+
+std::string describe_error(const protocol::ErrorRecord& r) {
+  using protocol::ErrorCode;
+  std::ostringstream out;
+  const char* phase = protocol::phase_name(static_cast<protocol::Phase>(r.phase));
+  out << "rank " << r.rank << ", phase " << phase << ": ";
+  switch (static_cast<ErrorCode>(r.code)) {
+    case ErrorCode::kTimeout:
+      out << "timed out waiting for peer rank " << r.peer << " (block " << r.channel << ", expected epoch "
+          << protocol::tag_epoch(static_cast<std::uint64_t>(r.a)) << ", saw epoch "
+          << protocol::tag_epoch(static_cast<std::uint64_t>(r.b)) << " of its "
+          << protocol::op_name(protocol::tag_op(static_cast<std::uint64_t>(r.b))) << "; wait began at device time "
+          << r.c / 1000 << " us)";
+      break;
+    case ErrorCode::kOpMismatch:
+      out << "operation mismatch: this rank called " << protocol::op_name(static_cast<std::uint32_t>(r.a))
+          << " while rank " << r.peer << " called " << protocol::op_name(static_cast<std::uint32_t>(r.b));
+      break;
+    case ErrorCode::kBadExpertId:
+      out << "topk_idx[" << r.a << "][" << r.b << "] = " << r.c << " is outside [-1, num_experts)";
+      break;
+    case ErrorCode::kCapacity:
+      out << "receives " << r.a << " tokens but num_worst_tokens is " << r.b;
+      break;
+    case ErrorCode::kCountMismatch:
+      out << "is_token_in_rank sends " << r.a << " tokens to rank " << r.peer << " but num_tokens_per_rank says "
+          << r.b;
+      break;
+    case ErrorCode::kPeerFailed:
+      out << "peer rank " << r.peer << " failed this operation (see that rank's error)";
+      break;
+    default:
+      out << "unknown error code " << r.code;
+  }
+  return out.str();
+}
+
+void throw_error(const protocol::ErrorRecord& r, const std::string& message) {
+  switch (static_cast<protocol::ErrorCode>(r.code)) {
+    case protocol::ErrorCode::kTimeout:
+    case protocol::ErrorCode::kPeerFailed:
+      throw Timeout(message);
+    case protocol::ErrorCode::kOpMismatch:
+    case protocol::ErrorCode::kBadExpertId:
+    case protocol::ErrorCode::kCapacity:
+    case protocol::ErrorCode::kCountMismatch:
+      throw InvalidArgument(message);
+    default:
+      throw std::runtime_error(message);
+  }
+}
+
+}  // namespace moe_ep::host

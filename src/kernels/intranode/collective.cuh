@@ -1,0 +1,101 @@
+// Barrier phases shared by the intranode kernels. Every operation is
+//   publish -> signal `ready` to all peers -> wait all `ready`   (publish_and_wait_ready)
+//   ... pull from peers ...
+//   signal `done` to all sources -> wait all `done` -> epoch+1  (finish_with_done_barrier)
+// so a rank's published memory (and the caller's tensors it points to) outlives every
+// peer's reads. All waits are bounded; a failure sets state->abort for later phases.
+#pragma once
+#include "device/sync.cuh"
+#include "kernels/intranode/intranode_params.hpp"
+
+namespace moe_ep::kernels {
+
+__device__ __forceinline__ protocol::NvlHeader* peer_header(const CollectiveContext& ctx, int peer) {
+  return reinterpret_cast<protocol::NvlHeader*>(ctx.peer_bases[peer]);
+}
+
+// A peer's descriptor with its pointers moved into this rank's address space.
+__device__ __forceinline__ protocol::SourceDescriptor rebase(protocol::SourceDescriptor d,
+                                                             const std::uint8_t* mapped_owner_base) {
+  const std::ptrdiff_t delta = mapped_owner_base - d.owner_base;
+  auto move = [delta](auto* ptr) { return ptr == nullptr ? ptr : reinterpret_cast<decltype(ptr)>(
+                                                                      reinterpret_cast<const std::uint8_t*>(ptr) + delta); };
+  d.x = move(d.x);
+  d.x_scales = move(d.x_scales);
+  d.topk_idx = move(d.topk_idx);
+  d.topk_weights = move(d.topk_weights);
+  return d;
+}
+
+__device__ __forceinline__ std::uint64_t current_op_epoch(const CollectiveContext& ctx) {
+  return ctx.state->epoch + 1;
+}
+
+// Whole block. Thread 0 signals (after the caller's writes, ordered by the barrier and a
+// system fence); threads 0..num_ranks-1 each wait for one peer. Returns false (every
+// thread) when a wait failed or `local_failed`; then state->abort is set.
+__device__ __forceinline__ bool publish_and_wait_ready(const CollectiveContext& ctx, std::uint64_t epoch,
+                                                       bool local_failed, protocol::Phase phase) {
+  __shared__ bool failed;
+  if (threadIdx.x == 0) {
+    failed = local_failed;
+    if (ctx.delay_ns != 0) device::sleep_until(device::global_timer_ns() + ctx.delay_ns);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence_system();
+    const std::uint64_t tag = protocol::make_tag(epoch, ctx.op, local_failed);
+    // Pairs with the wait_tag below, run by each peer on its own header.
+    for (int q = 0; q < ctx.num_ranks; ++q) device::store_release_sys(&peer_header(ctx, q)->ready[ctx.rank], tag);
+  }
+  if (static_cast<int>(threadIdx.x) < ctx.num_ranks) {
+    const int peer = threadIdx.x;
+    const auto result = device::wait_tag(&peer_header(ctx, ctx.rank)->ready[peer], protocol::make_tag(epoch, ctx.op),
+                                         ctx.timeout_ns, ctx.error, ctx.rank, phase, peer);
+    if (result != device::WaitResult::kOk) failed = true;
+  }
+  __syncthreads();
+  if (failed && threadIdx.x == 0) ctx.state->abort = 1;
+  return !failed;
+}
+
+// Called by every block at its end. The last block to finish tells every peer that this
+// rank is done reading it, waits until every peer is done reading this rank, and
+// advances the epoch.
+__device__ __forceinline__ void finish_with_done_barrier(const CollectiveContext& ctx, std::uint64_t epoch,
+                                                         protocol::Phase phase) {
+  __shared__ bool is_last;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    is_last = atomicAdd(&ctx.state->receive_ticket, 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!is_last) return;
+  if (threadIdx.x == 0) {
+    ctx.state->receive_ticket = 0;
+    __threadfence_system();
+    const std::uint64_t tag = protocol::make_tag(epoch, ctx.op);
+    // Pairs with the wait below, run by each source on its own header.
+    for (int q = 0; q < ctx.num_ranks; ++q) device::store_release_sys(&peer_header(ctx, q)->done[ctx.rank], tag);
+  }
+  __shared__ bool failed;
+  if (threadIdx.x == 0) failed = false;
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < ctx.num_ranks) {
+    const int peer = threadIdx.x;
+    const auto result = device::wait_tag(&peer_header(ctx, ctx.rank)->done[peer], protocol::make_tag(epoch, ctx.op),
+                                         ctx.timeout_ns, ctx.error, ctx.rank, phase, peer);
+    if (result != device::WaitResult::kOk) failed = true;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    if (failed) {
+      ctx.state->abort = 1;
+    } else {
+      ctx.state->epoch = epoch;
+    }
+  }
+}
+
+}  // namespace moe_ep::kernels

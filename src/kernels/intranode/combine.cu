@@ -1,0 +1,120 @@
+// Combine: publish this rank's expert outputs (one block, ready barrier), then every home
+// token pulls its rows from each rank it was sent to and sums them in fp32 with the
+// biases (one warp per token, fixed rank order so results are bitwise repeatable).
+#include <cuda_bf16.h>
+
+#include "kernels/intranode/collective.cuh"
+#include "runtime/cuda_check.hpp"
+
+namespace moe_ep::kernels {
+namespace {
+
+constexpr int kPublishThreads = 32;
+constexpr int kReduceThreads = 512;
+
+__global__ void __launch_bounds__(kPublishThreads) publish_kernel(const __grid_constant__ PublishParams p) {
+  const std::uint64_t epoch = current_op_epoch(p.ctx);
+  if (threadIdx.x == 0) peer_header(p.ctx, p.ctx.rank)->source = p.source;
+  publish_and_wait_ready(p.ctx, epoch, false, protocol::Phase::kCombinePublish);
+}
+
+__device__ __forceinline__ void accumulate_bf16x8(float (&acc)[8], const int4& v) {
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    acc[2 * i] += f.x;
+    acc[2 * i + 1] += f.y;
+  }
+}
+
+__device__ __forceinline__ int4 pack_bf16x8(const float (&acc)[8]) {
+  int4 out;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&out);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
+  return out;
+}
+
+__global__ void __launch_bounds__(kReduceThreads) reduce_kernel(const __grid_constant__ ReduceParams p) {
+  const CollectiveContext& ctx = p.ctx;
+  if (ctx.state->abort != 0) return;
+  const std::uint64_t epoch = current_op_epoch(ctx);
+  const int R = ctx.num_ranks;
+
+  __shared__ protocol::SourceDescriptor sources[kMaxNvlRanks];
+  __shared__ int my_offset[kMaxNvlRanks];  // where this rank's tokens start in each rank's receive
+  if (threadIdx.x < R) {
+    sources[threadIdx.x] = rebase(peer_header(ctx, threadIdx.x)->source, ctx.peer_bases[threadIdx.x]);
+    my_offset[threadIdx.x] = ctx.rank == 0 ? 0 : p.rank_prefix_matrix[(ctx.rank - 1) * R + threadIdx.x];
+  }
+  __syncthreads();
+
+  const int lane = threadIdx.x % 32;
+  const int warps_per_block = blockDim.x / 32;
+  const int num_vectors = p.hidden / 8;
+  for (int t = blockIdx.x * warps_per_block + threadIdx.x / 32; t < p.num_tokens; t += gridDim.x * warps_per_block) {
+    // Rows of this token on each rank it went to; indices stay compile-time constants
+    // (unrolled over kMaxNvlRanks) so nothing spills to local memory.
+    const int4* rows[kMaxNvlRanks];
+    std::int64_t source_row[kMaxNvlRanks];
+    unsigned mask = 0;
+#pragma unroll
+    for (int r = 0; r < kMaxNvlRanks; ++r) {
+      rows[r] = nullptr;
+      source_row[r] = 0;
+      if (r < R && p.is_token_in_rank[static_cast<std::int64_t>(t) * R + r]) {
+        source_row[r] = my_offset[r] + p.send_pos[static_cast<std::int64_t>(t) * R + r];
+        rows[r] = reinterpret_cast<const int4*>(sources[r].x + source_row[r] * sources[r].x_row_stride);
+        mask |= 1u << r;
+      }
+    }
+    int4* out = reinterpret_cast<int4*>(p.combined_x + static_cast<std::int64_t>(t) * p.hidden);
+    const int4* bias0 = p.bias0 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_row_stride);
+    const int4* bias1 = p.bias1 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_row_stride);
+    for (int v = lane; v < num_vectors; v += 32) {
+      int4 loaded[kMaxNvlRanks];
+#pragma unroll
+      for (int r = 0; r < kMaxNvlRanks; ++r) {
+        if (mask & (1u << r)) loaded[r] = __ldg(rows[r] + v);
+      }
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+      for (int r = 0; r < kMaxNvlRanks; ++r) {
+        if (mask & (1u << r)) accumulate_bf16x8(acc, loaded[r]);
+      }
+      if (bias0 != nullptr) accumulate_bf16x8(acc, __ldg(bias0 + v));
+      if (bias1 != nullptr) accumulate_bf16x8(acc, __ldg(bias1 + v));
+      out[v] = pack_bf16x8(acc);
+    }
+    if (p.combined_topk_weights != nullptr && lane < p.num_topk) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int r = 0; r < kMaxNvlRanks; ++r) {
+        if (mask & (1u << r)) sum += sources[r].topk_weights[source_row[r] * p.num_topk + lane];
+      }
+      p.combined_topk_weights[static_cast<std::int64_t>(t) * p.num_topk + lane] = sum;
+    }
+  }
+  finish_with_done_barrier(ctx, epoch, protocol::Phase::kCombineReduce);
+}
+
+}  // namespace
+
+void preload_combine_kernels() {
+  cudaFuncAttributes attributes;
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, publish_kernel));
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, reduce_kernel));
+}
+
+void launch_publish(const PublishParams& params, cudaStream_t stream) {
+  publish_kernel<<<1, kPublishThreads, 0, stream>>>(params);
+  MOE_EP_CHECK_LAUNCH();
+}
+
+void launch_reduce(const ReduceParams& params, int num_blocks, cudaStream_t stream) {
+  reduce_kernel<<<num_blocks, kReduceThreads, 0, stream>>>(params);
+  MOE_EP_CHECK_LAUNCH();
+}
+
+}  // namespace moe_ep::kernels

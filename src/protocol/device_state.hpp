@@ -1,0 +1,31 @@
+// Per-rank state in local device memory (not peer-visible): the operation epoch that
+// keeps flags monotonic without host involvement (so calls are graph-capturable), the
+// abort flag a failed phase sets for the phases after it, and the last-block tickets.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+#include "moe_ep/config.hpp"
+#include "protocol/error_record.hpp"
+
+namespace moe_ep::protocol {
+
+struct DeviceState {
+  std::uint64_t epoch;          // operations completed; an op runs as epoch + 1
+  std::uint32_t abort;          // nonzero: a phase of the current op failed
+  std::uint32_t receive_ticket; // blocks of the receive/reduce kernel that finished
+  std::uint32_t layout_ticket;  // blocks of the layout kernel that finished
+  std::uint32_t reserved;
+};
+static_assert(std::is_trivially_copyable_v<DeviceState>);
+
+// Host-mapped: the error record and the counts the host reads after the counting phase.
+struct HostMappedState {
+  ErrorRecord error;
+  std::int32_t num_recv_tokens;
+  std::int32_t reserved;
+  std::int32_t num_recv_tokens_per_expert[kMaxExperts];  // local experts, aligned
+};
+static_assert(std::is_trivially_copyable_v<HostMappedState>);
+
+}  // namespace moe_ep::protocol

@@ -1,0 +1,54 @@
+// The record a kernel writes when a bounded wait expires or a device-side check fails.
+// Lives in host-mapped memory; the first error wins (atomicCAS on `code`). Shared by
+// host and device code, so it stays trivially copyable.
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+namespace moe_ep::protocol {
+
+enum class ErrorCode : std::int32_t {
+  kNone = 0,
+  kTimeout = 1,        // a = expected tag, b = observed tag, c = wait start (globaltimer ns)
+  kOpMismatch = 2,     // a = my op, b = peer's op
+  kBadExpertId = 3,    // a = token, b = slot, c = value
+  kCapacity = 4,       // a = needed rows, b = capacity
+  kCountMismatch = 5,  // a = counted, b = given (num_tokens_per_rank[peer])
+  kPeerFailed = 6,     // the peer signalled that it failed this op
+};
+
+enum class Phase : std::int32_t {
+  kNone = 0,
+  kLayout = 1,
+  kDispatchNotify = 2,
+  kDispatchReceive = 3,
+  kCombinePublish = 4,
+  kCombineReduce = 5,
+};
+
+struct ErrorRecord {
+  std::int32_t code;   // ErrorCode; 0 = no error
+  std::int32_t rank;
+  std::int32_t phase;  // Phase
+  std::int32_t peer;   // -1 when not about a peer
+  std::int32_t channel;
+  std::int32_t reserved;
+  std::int64_t a, b, c;
+};
+static_assert(std::is_trivially_copyable_v<ErrorRecord>);
+
+// Operation codes carried in flags, so a peer calling another operation is detected.
+enum class Op : std::uint32_t { kDispatch = 1, kCachedDispatch = 2, kCombine = 3 };
+
+// A flag value: [63:8] epoch, [7:1] op, [0] failed.
+constexpr std::uint64_t make_tag(std::uint64_t epoch, Op op, bool failed = false) {
+  return (epoch << 8) | (static_cast<std::uint64_t>(op) << 1) | (failed ? 1u : 0u);
+}
+constexpr std::uint64_t tag_epoch(std::uint64_t tag) { return tag >> 8; }
+constexpr std::uint32_t tag_op(std::uint64_t tag) { return static_cast<std::uint32_t>((tag >> 1) & 0x7f); }
+constexpr bool tag_failed(std::uint64_t tag) { return (tag & 1u) != 0; }
+
+const char* phase_name(Phase phase);
+const char* op_name(std::uint32_t op);
+
+}  // namespace moe_ep::protocol

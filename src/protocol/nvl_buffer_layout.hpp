@@ -1,0 +1,67 @@
+// Layout of each rank's peer-mapped (NVLink-domain) buffer. ONE carve function computes
+// both the size (for a given token capacity) and the offsets; tested on the CPU.
+//   [NvlHeader][per-expert send counts: kMaxExperts int32][send lists: kMaxNvlRanks x max_tokens int32]
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+#include "moe_ep/config.hpp"
+
+namespace moe_ep::protocol {
+
+// What a rank publishes for the current operation; peers read it after the ready flag.
+// Pointers are in the owner's address space; a reader adds (its mapping of the owner's
+// buffer - owner_base), which is 0 in one process and maps staged data across processes.
+struct SourceDescriptor {
+  const std::uint8_t* owner_base;
+  const std::uint8_t* x;         // dispatch: [num_tokens, row_bytes]; combine: [num_recv, row_bytes]
+  std::int64_t x_row_stride;     // bytes
+  const float* x_scales;         // dispatch fp8: scales, strides in elements
+  std::int64_t scale_token_stride;
+  std::int64_t scale_hidden_stride;
+  const std::int64_t* topk_idx;  // [num_tokens, num_topk] contiguous
+  const float* topk_weights;     // dispatch: [num_tokens, num_topk]; combine: [num_recv, num_topk]
+  std::int32_t num_tokens;
+  std::int32_t reserved;
+};
+static_assert(std::is_trivially_copyable_v<SourceDescriptor>);
+
+struct alignas(128) NvlHeader {
+  std::uint64_t ready[kMaxNvlRanks];  // written by peer s when it has published (tag)
+  std::uint64_t pad0[16 - kMaxNvlRanks];
+  std::uint64_t done[kMaxNvlRanks];   // written by peer r when it finished reading me (tag)
+  std::uint64_t pad1[16 - kMaxNvlRanks];
+  SourceDescriptor source;
+  std::int32_t num_tokens_per_rank[kMaxNvlRanks];  // this rank's sends per destination
+};
+static_assert(std::is_trivially_copyable_v<NvlHeader>);
+
+struct NvlBufferLayout {
+  std::int64_t max_tokens = 0;           // tokens one rank may send per dispatch
+  std::int64_t expert_counts_offset = 0; // int32[kMaxExperts]
+  std::int64_t send_lists_offset = 0;    // int32[kMaxNvlRanks][max_tokens]
+  std::int64_t total_bytes = 0;
+};
+
+constexpr std::int64_t align_up(std::int64_t v, std::int64_t a) { return (v + a - 1) / a * a; }
+
+// Offsets for a buffer holding `max_tokens` send slots per destination.
+constexpr NvlBufferLayout carve_nvl_buffer(std::int64_t max_tokens) {
+  NvlBufferLayout l;
+  l.max_tokens = max_tokens;
+  l.expert_counts_offset = align_up(sizeof(NvlHeader), 128);
+  l.send_lists_offset = align_up(l.expert_counts_offset + 4 * kMaxExperts, 128);
+  l.total_bytes = align_up(l.send_lists_offset + 4 * kMaxNvlRanks * max_tokens, 128);
+  return l;
+}
+
+// The largest capacity that fits in `bytes` (0 when not even the header fits).
+constexpr NvlBufferLayout carve_nvl_buffer_for_bytes(std::int64_t bytes) {
+  std::int64_t fixed = carve_nvl_buffer(0).total_bytes;
+  if (bytes < fixed) return NvlBufferLayout{};
+  std::int64_t max_tokens = (bytes - fixed) / (4 * kMaxNvlRanks);
+  max_tokens = max_tokens / 32 * 32;  // keeps the total 128-byte aligned
+  return carve_nvl_buffer(max_tokens);
+}
+
+}  // namespace moe_ep::protocol

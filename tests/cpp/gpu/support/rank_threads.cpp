@@ -1,0 +1,65 @@
+// Thread-per-rank driver and the in-process test cluster.
+#include "support/rank_threads.hpp"
+
+#include <stdexcept>
+#include <string>
+
+#include "runtime/cuda_check.hpp"
+
+namespace moe_ep::test {
+
+std::vector<std::exception_ptr> run_on_ranks_collect(int num_ranks, const std::function<void(int rank)>& body) {
+  std::vector<std::exception_ptr> errors(num_ranks);
+  std::vector<std::thread> threads;
+  for (int r = 0; r < num_ranks; ++r) {
+    threads.emplace_back([&, r] {
+      try {
+        body(r);
+      } catch (...) {
+        errors[r] = std::current_exception();
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  return errors;
+}
+
+void run_on_ranks(int num_ranks, const std::function<void(int rank)>& body) {
+  const auto errors = run_on_ranks_collect(num_ranks, body);
+  std::string all;
+  for (int r = 0; r < num_ranks; ++r) {
+    if (!errors[r]) continue;
+    try {
+      std::rethrow_exception(errors[r]);
+    } catch (const std::exception& e) {
+      all += "\n  [thread of rank " + std::to_string(r) + "] " + e.what();
+    }
+  }
+  if (!all.empty()) throw std::runtime_error("rank threads failed:" + all);
+}
+
+void keep_pool_memory(int device) {
+  cudaMemPool_t pool;
+  MOE_EP_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device));
+  std::uint64_t never = ~std::uint64_t{0};
+  MOE_EP_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &never));
+}
+
+Cluster::Cluster(int n, std::int64_t num_nvl_bytes, BufferOptions options, int device)
+    : num_ranks(n), buffers(n), streams(n, nullptr) {
+  keep_pool_memory(device);
+  auto groups = make_in_process_group(std::vector<int>(n, device));
+  run_on_ranks(n, [&](int r) {
+    MOE_EP_CUDA_CHECK(cudaSetDevice(device));
+    buffers[r] = std::make_unique<Buffer>(groups[r], num_nvl_bytes, 0, options);
+    MOE_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[r], cudaStreamNonBlocking));
+  });
+}
+
+Cluster::~Cluster() {
+  for (cudaStream_t s : streams) {
+    if (s != nullptr) cudaStreamDestroy(s);
+  }
+}
+
+}  // namespace moe_ep::test
