@@ -74,7 +74,7 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, BufferO
   layout_workspace = runtime::DeviceAllocation(kernels::layout_workspace_bytes_max());
   kernels::preload_layout_kernels();
   kernels::preload_notify_kernels();
-  kernels::preload_receive_kernels();
+  kernels::preload_send_kernels();
   kernels::preload_combine_kernels();
   group->barrier();  // every peer's buffer is zeroed before anyone signals into it
 }

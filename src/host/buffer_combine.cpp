@@ -45,6 +45,8 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   const kernels::CollectiveContext ctx = impl_->context(protocol::Op::kCombine);
   kernels::PublishParams publish{};
   publish.ctx = ctx;
+  publish.flags = protocol::FlagSet::kReady;
+  publish.phase = protocol::Phase::kCombinePublish;
   publish.source.owner_base = static_cast<const std::uint8_t*>(impl_->nvl->local());
   publish.source.x = static_cast<const std::uint8_t*>(a.x.data);
   publish.source.x_row_stride = a.x.stride(0) * 2;

@@ -199,24 +199,42 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
   }
   const int num_sms = impl_->checked_num_sms(op, args.config);
 
-  kernels::ReceiveParams p{};
-  p.ctx = impl_->context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
-  p.cached = cached;
-  p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
-  p.recv_src_idx = handle.recv_src_idx.ptr<int>();
-  p.num_rows = static_cast<int>(rows);
-  p.recv_x = out.recv_x.ptr<std::uint8_t>();
+  const kernels::CollectiveContext ctx =
+      impl_->context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
+  // Publish this rank's outputs; peers push their tokens into them.
+  kernels::PublishParams sink{};
+  sink.ctx = ctx;
+  sink.flags = protocol::FlagSet::kSinkReady;
+  sink.phase = protocol::Phase::kDispatchPublishOutputs;
+  sink.sink.recv_x = out.recv_x.ptr<std::uint8_t>();
+  sink.sink.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
+  sink.sink.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;
+  sink.sink.recv_topk_weights =
+      s.num_topk > 0 && args.topk_weights.defined() ? out.recv_topk_weights.ptr<float>() : nullptr;
+  sink.sink.recv_src_idx = cached ? nullptr : handle.recv_src_idx.ptr<int>();
+  sink.sink.num_rows = static_cast<int>(rows);
+
+  kernels::SendParams p{};
+  p.ctx = ctx;
+  p.num_tokens = static_cast<int>(s.num_tokens);
+  p.x = static_cast<const std::uint8_t*>(args.x.data);
+  p.x_row_stride = args.x.stride(0) * static_cast<std::int64_t>(dtype_bytes(args.x.dtype));
   p.row_bytes = s.row_bytes;
-  p.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
-  p.num_scales = s.fp8 ? s.num_scales : 0;
-  p.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;
-  p.recv_topk_weights = s.num_topk > 0 && args.topk_weights.defined() ? out.recv_topk_weights.ptr<float>() : nullptr;
+  if (s.fp8) {
+    p.x_scales = args.x_scales.ptr<const float>();
+    p.scale_token_stride = args.x_scales.stride(0);
+    p.scale_hidden_stride = args.x_scales.ndim == 2 ? args.x_scales.stride(1) : 0;
+    p.num_scales = s.num_scales;
+  }
+  p.topk_idx = s.num_topk > 0 ? args.topk_idx.ptr<const std::int64_t>() : nullptr;
+  p.topk_weights = s.num_topk > 0 ? args.topk_weights.ptr<const float>() : nullptr;
   p.num_topk = s.num_topk;
-  const int num_local_experts = s.num_experts / impl_->num_ranks;
-  p.expert_begin = impl_->rank * num_local_experts;
-  p.num_local_experts = num_local_experts;
+  p.num_local_experts = s.num_experts / impl_->num_ranks;
+  p.send_pos = handle.send_pos.ptr<const int>();
+  p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
   cudaStream_t comm = impl_->comm_stream.get();
-  kernels::launch_receive(p, num_sms, comm);
+  kernels::launch_publish(sink, comm);
+  kernels::launch_send(p, num_sms, comm);
   return impl_->end(args.stream);
 }
 

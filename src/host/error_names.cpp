@@ -8,9 +8,10 @@ const char* phase_name(Phase phase) {
     case Phase::kNone: return "none";
     case Phase::kLayout: return "get_dispatch_layout";
     case Phase::kDispatchNotify: return "dispatch.notify";
-    case Phase::kDispatchReceive: return "dispatch.receive";
+    case Phase::kDispatchReceive: return "dispatch.send";
     case Phase::kCombinePublish: return "combine.publish";
     case Phase::kCombineReduce: return "combine.reduce";
+    case Phase::kDispatchPublishOutputs: return "dispatch.publish_outputs";
   }
   return "unknown";
 }

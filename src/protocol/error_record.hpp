@@ -21,9 +21,10 @@ enum class Phase : std::int32_t {
   kNone = 0,
   kLayout = 1,
   kDispatchNotify = 2,
-  kDispatchReceive = 3,
+  kDispatchReceive = 3,  // the push of rows into the receivers' outputs
   kCombinePublish = 4,
   kCombineReduce = 5,
+  kDispatchPublishOutputs = 6,
 };
 
 struct ErrorRecord {

@@ -26,12 +26,30 @@ struct SourceDescriptor {
 };
 static_assert(std::is_trivially_copyable_v<SourceDescriptor>);
 
+// Where a receiving rank wants its dispatched rows written (its output tensors); senders
+// push into them after the sink_ready barrier.
+struct SinkDescriptor {
+  std::uint8_t* recv_x;          // [num_rows, row_bytes]
+  float* recv_x_scales;          // [num_rows, num_scales] or null
+  std::int64_t* recv_topk_idx;   // [num_rows, num_topk] or null
+  float* recv_topk_weights;      // [num_rows, num_topk] or null
+  int* recv_src_idx;             // [num_rows] or null (cached dispatch keeps the handle's)
+  std::int32_t num_rows;         // capacity
+  std::int32_t reserved;
+};
+static_assert(std::is_trivially_copyable_v<SinkDescriptor>);
+
+enum class FlagSet { kReady, kSinkReady, kDone };
+
 struct alignas(128) NvlHeader {
-  std::uint64_t ready[kMaxNvlRanks];  // written by peer s when it has published (tag)
+  std::uint64_t ready[kMaxNvlRanks];       // written by peer s when it has published its source (tag)
   std::uint64_t pad0[16 - kMaxNvlRanks];
-  std::uint64_t done[kMaxNvlRanks];   // written by peer r when it finished reading me (tag)
+  std::uint64_t sink_ready[kMaxNvlRanks];  // written by peer s when it has published its sink (tag)
   std::uint64_t pad1[16 - kMaxNvlRanks];
+  std::uint64_t done[kMaxNvlRanks];        // written by peer r when it finished this op's accesses to me (tag)
+  std::uint64_t pad2[16 - kMaxNvlRanks];
   SourceDescriptor source;
+  SinkDescriptor sink;
   std::int32_t num_tokens_per_rank[kMaxNvlRanks];  // this rank's sends per destination
 };
 static_assert(std::is_trivially_copyable_v<NvlHeader>);

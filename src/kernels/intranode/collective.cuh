@@ -1,9 +1,9 @@
 // Barrier phases shared by the intranode kernels. Every operation is
-//   publish -> signal `ready` to all peers -> wait all `ready`   (publish_and_wait_ready)
-//   ... pull from peers ...
-//   signal `done` to all sources -> wait all `done` -> epoch+1  (finish_with_done_barrier)
-// so a rank's published memory (and the caller's tensors it points to) outlives every
-// peer's reads. All waits are bounded; a failure sets state->abort for later phases.
+//   publish -> signal a flag set to all peers -> wait for all peers  (publish_and_wait_ready)
+//   ... read from or write to peers' published tensors ...
+//   signal `done` to all peers -> wait all `done` -> epoch+1          (finish_with_done_barrier)
+// so every tensor a rank published outlives every peer's accesses to it. All waits are
+// bounded; a failure sets state->abort for the later phases of the operation.
 #pragma once
 #include "device/sync.cuh"
 #include "kernels/intranode/intranode_params.hpp"
@@ -34,8 +34,18 @@ __device__ __forceinline__ std::uint64_t current_op_epoch(const CollectiveContex
 // Whole block. Thread 0 signals (after the caller's writes, ordered by the barrier and a
 // system fence); threads 0..num_ranks-1 each wait for one peer. Returns false (every
 // thread) when a wait failed or `local_failed`; then state->abort is set.
+__device__ __forceinline__ std::uint64_t* flag_array(protocol::NvlHeader* header, protocol::FlagSet set) {
+  switch (set) {
+    case protocol::FlagSet::kReady: return header->ready;
+    case protocol::FlagSet::kSinkReady: return header->sink_ready;
+    case protocol::FlagSet::kDone: return header->done;
+  }
+  return header->ready;
+}
+
 __device__ __forceinline__ bool publish_and_wait_ready(const CollectiveContext& ctx, std::uint64_t epoch,
-                                                       bool local_failed, protocol::Phase phase) {
+                                                       bool local_failed, protocol::Phase phase,
+                                                       protocol::FlagSet set = protocol::FlagSet::kReady) {
   __shared__ bool failed;
   if (threadIdx.x == 0) {
     failed = local_failed;
@@ -46,11 +56,13 @@ __device__ __forceinline__ bool publish_and_wait_ready(const CollectiveContext& 
     __threadfence_system();
     const std::uint64_t tag = protocol::make_tag(epoch, ctx.op, local_failed);
     // Pairs with the wait_tag below, run by each peer on its own header.
-    for (int q = 0; q < ctx.num_ranks; ++q) device::store_release_sys(&peer_header(ctx, q)->ready[ctx.rank], tag);
+    for (int q = 0; q < ctx.num_ranks; ++q) {
+      device::store_release_sys(&flag_array(peer_header(ctx, q), set)[ctx.rank], tag);
+    }
   }
   if (static_cast<int>(threadIdx.x) < ctx.num_ranks) {
     const int peer = threadIdx.x;
-    const auto result = device::wait_tag(&peer_header(ctx, ctx.rank)->ready[peer], protocol::make_tag(epoch, ctx.op),
+    const auto result = device::wait_tag(&flag_array(peer_header(ctx, ctx.rank), set)[peer], protocol::make_tag(epoch, ctx.op),
                                          ctx.timeout_ns, ctx.error, ctx.rank, phase, peer);
     if (result != device::WaitResult::kOk) failed = true;
   }
@@ -60,8 +72,8 @@ __device__ __forceinline__ bool publish_and_wait_ready(const CollectiveContext& 
 }
 
 // Called by every block at its end. The last block to finish tells every peer that this
-// rank is done reading it, waits until every peer is done reading this rank, and
-// advances the epoch.
+// rank is done accessing its tensors (reads, or writes into its outputs), waits until
+// every peer is done accessing this rank's, and advances the epoch.
 __device__ __forceinline__ void finish_with_done_barrier(const CollectiveContext& ctx, std::uint64_t epoch,
                                                          protocol::Phase phase) {
   __shared__ bool is_last;

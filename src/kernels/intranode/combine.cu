@@ -1,4 +1,5 @@
-// Combine: publish this rank's expert outputs (one block, ready barrier), then every home
+// Publication kernel (one block; also dispatch's sink publication) and combine: publish
+// this rank's expert outputs (ready barrier), then every home
 // token pulls its rows from each rank it was sent to and sums them in fp32 with the
 // biases (one warp per token, fixed rank order so results are bitwise repeatable).
 #include <cuda_bf16.h>
@@ -13,9 +14,17 @@ constexpr int kPublishThreads = 32;
 constexpr int kReduceThreads = 512;
 
 __global__ void __launch_bounds__(kPublishThreads) publish_kernel(const __grid_constant__ PublishParams p) {
+  if (p.ctx.state->abort != 0) return;
   const std::uint64_t epoch = current_op_epoch(p.ctx);
-  if (threadIdx.x == 0) peer_header(p.ctx, p.ctx.rank)->source = p.source;
-  publish_and_wait_ready(p.ctx, epoch, false, protocol::Phase::kCombinePublish);
+  if (threadIdx.x == 0) {
+    protocol::NvlHeader* mine = peer_header(p.ctx, p.ctx.rank);
+    if (p.flags == protocol::FlagSet::kSinkReady) {
+      mine->sink = p.sink;
+    } else {
+      mine->source = p.source;
+    }
+  }
+  publish_and_wait_ready(p.ctx, epoch, false, p.phase, p.flags);
 }
 
 __device__ __forceinline__ void accumulate_bf16x8(float (&acc)[8], const int4& v) {

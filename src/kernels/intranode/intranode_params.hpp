@@ -49,29 +49,35 @@ struct NotifyParams {
 };
 static_assert(std::is_trivially_copyable_v<NotifyParams>);
 
-// Copy phase of dispatch (many blocks): every received row pulled from its source.
-struct ReceiveParams {
+// Copy phase of dispatch (many blocks): every rank pushes each of its tokens, read once,
+// into the output tensors (sinks) of every rank it goes to.
+struct SendParams {
   CollectiveContext ctx;
-  bool cached;
-  const int* rank_prefix_matrix;  // [num_ranks, num_ranks]
-  int* recv_src_idx;              // [rows] written, or read when cached
-  int num_rows;                   // rows of the receive tensors (capacity)
-  std::uint8_t* recv_x;           // [rows, row_bytes]
+  int num_tokens;
+  const std::uint8_t* x;          // [num_tokens, row_bytes], row stride below
+  std::int64_t x_row_stride;      // bytes
   std::int64_t row_bytes;
-  float* recv_x_scales;           // [rows, num_scales] or null
+  const float* x_scales;          // fp8 scales or null; strides in elements
+  std::int64_t scale_token_stride;
+  std::int64_t scale_hidden_stride;
   int num_scales;
-  std::int64_t* recv_topk_idx;    // [rows, num_topk] or null
-  float* recv_topk_weights;       // [rows, num_topk] or null
+  const std::int64_t* topk_idx;   // [num_tokens, num_topk] or null
+  const float* topk_weights;      // [num_tokens, num_topk] or null
   int num_topk;
-  int expert_begin;               // first global expert of this rank
-  int num_local_experts;
+  int num_local_experts;          // experts per rank
+  const int* send_pos;            // [num_tokens, num_ranks]
+  const int* rank_prefix_matrix;  // [num_ranks, num_ranks]
 };
-static_assert(std::is_trivially_copyable_v<ReceiveParams>);
+static_assert(std::is_trivially_copyable_v<SendParams>);
 
-// Combine publication (one block): publish the expert outputs and wait for the peers'.
+// Publication (one block): publish a source (combine: the expert outputs) or a sink
+// (dispatch: the output tensors) and wait until every peer has published its own.
 struct PublishParams {
   CollectiveContext ctx;
+  protocol::FlagSet flags;            // kReady: publish `source`; kSinkReady: publish `sink`
   protocol::SourceDescriptor source;
+  protocol::SinkDescriptor sink;
+  protocol::Phase phase;
 };
 static_assert(std::is_trivially_copyable_v<PublishParams>);
 
@@ -93,7 +99,7 @@ struct ReduceParams {
 static_assert(std::is_trivially_copyable_v<ReduceParams>);
 
 void launch_notify(const NotifyParams& params, cudaStream_t stream);
-void launch_receive(const ReceiveParams& params, int num_blocks, cudaStream_t stream);
+void launch_send(const SendParams& params, int num_blocks, cudaStream_t stream);
 void launch_publish(const PublishParams& params, cudaStream_t stream);
 void launch_reduce(const ReduceParams& params, int num_blocks, cudaStream_t stream);
 
@@ -101,7 +107,7 @@ void launch_reduce(const ReduceParams& params, int num_blocks, cudaStream_t stre
 // for the device to go idle; a rank whose first launch waits while its peers spin on it
 // would stall until the bounded waits expire. Buffer's constructor calls these.
 void preload_notify_kernels();
-void preload_receive_kernels();
+void preload_send_kernels();
 void preload_combine_kernels();
 
 }  // namespace moe_ep::kernels
