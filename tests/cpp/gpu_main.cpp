@@ -1,11 +1,19 @@
 // Entry of the GPU test binary: with no CUDA device it says so and exits 77, which CTest
-// reports as "Skipped" (a visible skip, never a silent pass).
+// reports as "Skipped" (a visible skip, never a silent pass). Started with
+// --process-group-child it runs one rank of the process-group test instead.
 #include <cstdio>
+#include <cstdlib>
+#include <string>
 
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
+#include "support/process_group_child.hpp"
+
 int main(int argc, char** argv) {
+  if (argc == 5 && std::string(argv[1]) == moe_ep::test::kProcessGroupChildFlag) {
+    return moe_ep::test::run_process_group_child(std::atoi(argv[2]), std::atoi(argv[3]), argv[4]);
+  }
   int count = 0;
   cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess || count == 0) {

@@ -44,26 +44,35 @@ __global__ void __launch_bounds__(kThreads) layout_kernel(const __grid_constant_
   const int experts_per_rank = p.num_experts / p.num_ranks;
   for (int t = token_begin + threadIdx.x; t < token_end; t += blockDim.x) {
     const std::int64_t* ids = p.topk_idx + static_cast<std::int64_t>(t) * p.num_topk;
-    for (int k = 0; k < p.num_topk; ++k) {
-      const std::int64_t e = ids[k];
-      if (e == -1) continue;
-      if (e < -1 || e >= p.num_experts) {
-        device::record_error(p.error, protocol::ErrorCode::kBadExpertId, p.rank, protocol::Phase::kLayout, -1,
-                             t, k, e);
-        continue;
+    // All of the token's ids are loaded before any is used (one memory latency, not
+    // num_topk); arrays are indexed by unrolled constants so they stay in registers.
+    std::int64_t loaded[kMaxTopk];
+#pragma unroll
+    for (int k = 0; k < kMaxTopk; ++k) loaded[k] = k < p.num_topk ? ids[k] : -1;
+    int e[kMaxTopk];        // valid expert id or -1
+    int rank_of[kMaxTopk];  // its rank or -1
+#pragma unroll
+    for (int k = 0; k < kMaxTopk; ++k) {
+      const bool valid = loaded[k] >= 0 && loaded[k] < p.num_experts;
+      if (loaded[k] < -1 || loaded[k] >= p.num_experts) {
+        device::record_error(p.error, protocol::ErrorCode::kBadExpertId, p.rank, protocol::Phase::kLayout, -1, t, k,
+                             loaded[k]);
       }
-      atomicAdd(&expert_counts[e], 1);
-      // Count the token once per rank and node: skip if an earlier valid slot shares it
-      // (re-reading the row from L1 keeps register arrays out of local memory).
-      const int r = static_cast<int>(e) / experts_per_rank;
+      e[k] = valid ? static_cast<int>(loaded[k]) : -1;
+      rank_of[k] = valid ? e[k] / experts_per_rank : -1;
+    }
+#pragma unroll
+    for (int k = 0; k < kMaxTopk; ++k) {
+      if (rank_of[k] < 0) continue;
+      atomicAdd(&expert_counts[e[k]], 1);
+      // Count the token once per rank and once per node.
+      const int r = rank_of[k];
       const int node = r / p.num_ranks_per_node;
       bool rank_seen = false, node_seen = false;
+#pragma unroll
       for (int j = 0; j < k; ++j) {
-        const std::int64_t ej = ids[j];
-        if (ej < 0 || ej >= p.num_experts) continue;
-        const int rj = static_cast<int>(ej) / experts_per_rank;
-        rank_seen |= rj == r;
-        node_seen |= rj / p.num_ranks_per_node == node;
+        rank_seen |= rank_of[j] == r;
+        node_seen |= rank_of[j] >= 0 && rank_of[j] / p.num_ranks_per_node == node;
       }
       if (!rank_seen) {
         atomicAdd(&rank_counts[r], 1);
