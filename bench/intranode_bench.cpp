@@ -47,6 +47,8 @@ std::vector<std::uint8_t> fast_e4m3(std::uint64_t seed, std::size_t count) {
   return v;
 }
 constexpr int kHidden = 7168, kTopk = 8, kExperts = 256, kInputSets = 2, kWarmup = 5;
+// Per iteration: dispatch start/end, combine start/end, no-host-sync dispatch start/end.
+constexpr int kEventsPerIteration = 6;
 
 struct RankState {
   std::vector<std::vector<std::uint8_t>> host_x;  // per input set
@@ -62,7 +64,7 @@ struct RankState {
   DeviceArray<std::uint16_t> combine_x, combined;
   DispatchHandle handle;
   std::int64_t num_recv = 0;
-  std::vector<cudaEvent_t> events;  // [iteration][4]: dispatch start/end, combine start/end
+  std::vector<cudaEvent_t> events;  // [iteration][kEventsPerIteration]
 };
 
 double event_us(cudaEvent_t from, cudaEvent_t to) {
@@ -75,11 +77,11 @@ double event_us(cudaEvent_t from, cudaEvent_t to) {
 std::vector<double> op_times(const std::vector<RankState>& ranks, int iterations, int slot) {
   std::vector<double> out;
   for (int it = 0; it < iterations; ++it) {
-    cudaEvent_t origin = ranks[0].events[it * 4 + slot];
+    cudaEvent_t origin = ranks[0].events[it * kEventsPerIteration + slot];
     double first = 0, last = 0;
     for (const auto& r : ranks) {
-      first = std::min(first, event_us(origin, r.events[it * 4 + slot]));
-      last = std::max(last, event_us(origin, r.events[it * 4 + slot + 1]));
+      first = std::min(first, event_us(origin, r.events[it * kEventsPerIteration + slot]));
+      last = std::max(last, event_us(origin, r.events[it * kEventsPerIteration + slot + 1]));
     }
     if (it >= kWarmup) out.push_back(last - first);
   }
@@ -181,7 +183,7 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
     rs.host_combine_x = fast_bf16(rng(), capacity * kHidden);
     rs.combine_x = DeviceArray<std::uint16_t>(rs.host_combine_x);
     rs.combined = DeviceArray<std::uint16_t>(static_cast<std::size_t>(num_tokens) * kHidden);
-    rs.events.resize(static_cast<std::size_t>(iterations + kWarmup) * 4);
+    rs.events.resize(static_cast<std::size_t>(iterations + kWarmup) * kEventsPerIteration);
     for (auto& e : rs.events) MOE_EP_CUDA_CHECK(cudaEventCreate(&e));
   }
 
@@ -215,17 +217,18 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
       a.config.num_sms = num_sms;
       a.stream.compute_stream = stream;
       sync_point.arrive_and_wait();
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * 4 + 0], stream));
+      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 0], stream));
       const DispatchCounts counts = buffer.dispatch_notify(a, rs.handle);
       rs.num_recv = counts.num_recv_tokens;
       rs.handle.recv_src_idx = rs.src_idx.view(DType::kInt32, {counts.num_recv_rows});
       DispatchOutputs out;
+      a.num_worst_tokens = 0;
       out.recv_x = rs.recv_x.view(a.x.dtype, {counts.num_recv_rows, kHidden});
       if (fp8) out.recv_x_scales = rs.recv_scales.view(DType::kFloat32, {counts.num_recv_rows, num_scales});
       out.recv_topk_idx = rs.recv_topk.view(DType::kInt64, {counts.num_recv_rows, kTopk});
       out.recv_topk_weights = rs.recv_weights.view(DType::kFloat32, {counts.num_recv_rows, kTopk});
       buffer.dispatch_receive(a, rs.handle, out);
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * 4 + 1], stream));
+      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 1], stream));
       CombineArgs c;
       c.x = rs.combine_x.view(DType::kBFloat16, {counts.num_recv_rows, kHidden});
       c.combined_x = rs.combined.view(DType::kBFloat16, {num_tokens, kHidden});
@@ -234,14 +237,29 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       sync_point.arrive_and_wait();
       const auto launch_begin = std::chrono::steady_clock::now();
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * 4 + 2], stream));
+      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 2], stream));
       buffer.combine(c, rs.handle);
       if (it == 0) {
         const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
                                                                               launch_begin).count();
         std::fprintf(stderr, "[bench] rank %d: first combine launched in %lld us (host)\n", r, static_cast<long long>(us));
       }
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * 4 + 3], stream));
+      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 3], stream));
+      MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
+      buffer.check_error();
+      // The same dispatch without the host sync on counts (num_worst_tokens): the
+      // kernel-side time; rows past the received count stay untouched.
+      a.num_worst_tokens = static_cast<int>(capacity);
+      sync_point.arrive_and_wait();
+      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 4], stream));
+      const DispatchCounts worst = buffer.dispatch_notify(a, rs.handle);
+      rs.handle.recv_src_idx = rs.src_idx.view(DType::kInt32, {worst.num_recv_rows});
+      out.recv_x = rs.recv_x.view(a.x.dtype, {worst.num_recv_rows, kHidden});
+      if (fp8) out.recv_x_scales = rs.recv_scales.view(DType::kFloat32, {worst.num_recv_rows, num_scales});
+      out.recv_topk_idx = rs.recv_topk.view(DType::kInt64, {worst.num_recv_rows, kTopk});
+      out.recv_topk_weights = rs.recv_weights.view(DType::kFloat32, {worst.num_recv_rows, kTopk});
+      buffer.dispatch_receive(a, rs.handle, out);
+      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 5], stream));
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       buffer.check_error();
     }
@@ -256,18 +274,21 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
     recv_rows += static_cast<double>(rs.num_recv);
   }
   recv_rows /= R;
-  for (int op = 0; op < 2; ++op) {
+  const char* names[] = {"dispatch", "combine", "dispatch"};
+  const char* notes[] = {"API-level, host sync on counts", "checked", "num_worst_tokens: no host sync"};
+  for (int op = 0; op < 3; ++op) {
     Row row;
-    row.bench = op == 0 ? "dispatch" : "combine";
+    row.bench = names[op];
     row.problem = problem;
     row.num_ranks = R;
     row.num_sms = num_sms;
     row.time_us = stats_of(op_times(ranks, total, op * 2));
-    const double logical = recv_rows * (op == 0 ? row_with_scales : kHidden * 2.0);
+    const bool is_dispatch = op != 1;
+    const double logical = recv_rows * (is_dispatch ? row_with_scales : kHidden * 2.0);
     row.logical_gbps_per_rank = logical / (row.time_us.median * 1e-6) / 1e9;
-    row.floor_us = (op == 0 ? dispatch_bytes : combine_bytes) / copy_bandwidth * 1e6;
+    row.floor_us = (is_dispatch ? dispatch_bytes : combine_bytes) / copy_bandwidth * 1e6;
     row.efficiency = row.floor_us / row.time_us.median;
-    row.note = op == 0 ? "API-level, host sync on counts" : "checked";
+    row.note = notes[op];
     report.add(row);
   }
   for (auto& rs : ranks) {

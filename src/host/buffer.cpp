@@ -3,6 +3,7 @@
 #include "moe_ep/buffer.hpp"
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <sstream>
 #include <vector>
@@ -137,6 +138,31 @@ void Buffer::Impl::raise_recorded_error() {
   if (record.code == 0) return;
   failure = host::describe_error(record);
   host::throw_error(record, failure);
+}
+
+void Buffer::Impl::wait_for_counts() {
+  const volatile std::int32_t* ready = &host()->counts_ready;
+  const volatile std::int32_t* error_code = &host()->error.code;
+  const auto deadline = std::chrono::steady_clock::now() + 2 * std::chrono::nanoseconds(options.timeout_ns);
+  for (std::uint32_t spin = 1; *ready == 0; ++spin) {
+    bool ended = false;
+    if (spin % 1024 == 0) {
+      const cudaError_t status = cudaStreamQuery(comm_stream.get());
+      if (status != cudaErrorNotReady) MOE_EP_CUDA_CHECK(status);
+      ended = status == cudaSuccess;
+    }
+    if (*error_code != 0 || ended) {
+      MOE_EP_CUDA_CHECK(cudaStreamSynchronize(comm_stream.get()));  // the kernel has ended: settle
+      raise_recorded_error();
+      if (*ready != 0) break;
+      throw std::runtime_error("dispatch: the counting kernel ended without counts (rank " + std::to_string(rank) + ")");
+    }
+    if (spin % 1024 == 0 && std::chrono::steady_clock::now() > deadline) {
+      throw Timeout("dispatch: rank " + std::to_string(rank) + " waited on the host for the received counts longer "
+                    "than twice the device timeout");
+    }
+  }
+  std::atomic_thread_fence(std::memory_order_acquire);  // counts written before the flag
 }
 
 void Buffer::Impl::ensure_usable(const std::string& op) {

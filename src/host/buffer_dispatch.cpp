@@ -152,6 +152,8 @@ DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle&
     p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<int>();
   }
   p.host_state = impl_->host_on_device();
+  p.host_waits = host_sync;
+  impl_->host()->counts_ready = 0;  // the previous waiting notify has finished: the host saw its flag
   cudaStream_t comm = impl_->begin(args.stream);
   kernels::launch_notify(p, comm);
 
@@ -164,8 +166,7 @@ DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle&
     handle.num_recv_rows = args.num_worst_tokens;
     return counts;
   }
-  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(comm));
-  impl_->raise_recorded_error();
+  impl_->wait_for_counts();
   const auto* host = impl_->host();
   counts.num_recv_tokens = host->num_recv_tokens;
   counts.num_recv_rows = host->num_recv_tokens;

@@ -47,6 +47,10 @@ struct Buffer::Impl {
   // Refuses calls after a failure and raises errors recorded by earlier async calls.
   void ensure_usable(const std::string& op);
   void raise_recorded_error();
+  // Spins on the host-mapped flag the notify kernel sets after the received counts (no
+  // stream synchronization on the path); returns once they are readable, raises the
+  // recorded error if the kernel failed instead. Bounded by twice the device timeout.
+  void wait_for_counts();
   // Consumes one skipped call of fault injection; true when this call must not launch.
   bool consume_skip();
 

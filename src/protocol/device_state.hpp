@@ -23,7 +23,7 @@ static_assert(std::is_trivially_copyable_v<DeviceState>);
 struct HostMappedState {
   ErrorRecord error;
   std::int32_t num_recv_tokens;
-  std::int32_t reserved;
+  std::int32_t counts_ready;    // set by notify after the counts, when the host waits for them
   std::int32_t num_recv_tokens_per_expert[kMaxExperts];  // local experts, aligned
 };
 static_assert(std::is_trivially_copyable_v<HostMappedState>);

@@ -46,6 +46,7 @@ struct NotifyParams {
   int* send_pos;                          // out [num_tokens, num_ranks]
   int* rank_prefix_matrix;                // out [num_ranks, num_ranks]
   protocol::HostMappedState* host_state;  // out: received counts
+  bool host_waits;                        // set host_state->counts_ready after the counts
 };
 static_assert(std::is_trivially_copyable_v<NotifyParams>);
 

@@ -135,7 +135,15 @@ __global__ void __launch_bounds__(kThreads) notify_kernel(const __grid_constant_
   }
   if (threadIdx.x == 0) peer_header(ctx, ctx.rank)->source = p.source;
   if (!publish_and_wait_ready(ctx, epoch, !ok, protocol::Phase::kDispatchNotify)) return;
-  if (!p.cached) compute_received_counts(p);
+  if (p.cached) return;
+  compute_received_counts(p);
+  if (p.host_waits) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      __threadfence_system();  // the counts before the flag; the host polls the flag
+      *const_cast<volatile std::int32_t*>(&p.host_state->counts_ready) = 1;
+    }
+  }
 }
 
 }  // namespace

@@ -16,9 +16,10 @@
 namespace moe_ep::test {
 namespace {
 
+// The view's bytes as elements of T (T need not be the view's dtype).
 template <typename T>
 std::vector<T> download_view(const TensorView& v) {
-  std::vector<T> host(static_cast<std::size_t>(v.numel()));
+  std::vector<T> host(static_cast<std::size_t>(v.numel()) * dtype_bytes(v.dtype) / sizeof(T));
   MOE_EP_CUDA_CHECK(cudaMemcpy(host.data(), v.data, host.size() * sizeof(T), cudaMemcpyDeviceToHost));
   return host;
 }
