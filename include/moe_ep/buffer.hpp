@@ -73,7 +73,11 @@ class Buffer {
   void reset();
   void set_fault_injection(const FaultInjection& fault);
 
-  static std::int64_t intranode_size_hint(std::int64_t max_tokens_per_rank, int num_ranks);
+  // Bytes of num_nvl_bytes for dispatches of up to max_tokens_per_rank tokens. With
+  // hidden_bytes (one payload row), also the staging that a process group (one process
+  // per GPU) needs to combine rows of that size; in-process groups need none.
+  static std::int64_t intranode_size_hint(std::int64_t max_tokens_per_rank, int num_ranks,
+                                          std::int64_t hidden_bytes = 0);
 
   struct Impl;  // opaque; defined in src/host
 

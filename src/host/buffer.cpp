@@ -76,6 +76,7 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, BufferO
   kernels::preload_layout_kernels();
   kernels::preload_notify_kernels();
   kernels::preload_send_kernels();
+  kernels::preload_receive_kernels();
   kernels::preload_combine_kernels();
   group->barrier();  // every peer's buffer is zeroed before anyone signals into it
 }
@@ -110,8 +111,13 @@ void* Buffer::local_nvl_buffer() const { return impl_->nvl->local(); }
 std::int64_t Buffer::max_dispatch_tokens() const { return impl_->layout.max_tokens; }
 int Buffer::max_num_sms() const { return impl_->num_device_sms / impl_->ranks_on_device; }
 
-std::int64_t Buffer::intranode_size_hint(std::int64_t max_tokens_per_rank, int /*num_ranks*/) {
-  return protocol::carve_nvl_buffer(protocol::align_up(max_tokens_per_rank, 32)).total_bytes;
+std::int64_t Buffer::intranode_size_hint(std::int64_t max_tokens_per_rank, int num_ranks, std::int64_t hidden_bytes) {
+  // Combine stages the most: every received row (up to num_ranks * max_tokens) with its
+  // top-k weights; each staged tensor may be padded to 128 bytes.
+  const std::int64_t max_recv_rows = max_tokens_per_rank * num_ranks;
+  const std::int64_t staging =
+      hidden_bytes == 0 ? 0 : max_recv_rows * (hidden_bytes + 4 * kMaxTopk) + 4 * 128;
+  return protocol::carve_nvl_buffer(protocol::align_up(max_tokens_per_rank, 32), staging + 127).total_bytes;
 }
 
 void Buffer::set_fault_injection(const FaultInjection& fault) { impl_->fault = fault; }
@@ -192,6 +198,10 @@ Event Buffer::Impl::end(const StreamOptions& s) {
   Event done = Event::record(comm_stream.get());
   if (!s.async_finish) done.stream_wait(s.compute_stream);
   return done;
+}
+
+host::StagingArea Buffer::Impl::staging(const std::string& op) const {
+  return host::StagingArea(static_cast<std::uint8_t*>(nvl->local()) + layout.staging_offset, layout.staging_bytes, op);
 }
 
 kernels::CollectiveContext Buffer::Impl::context(protocol::Op op) const {

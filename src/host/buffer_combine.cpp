@@ -37,21 +37,27 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   check_tensor(op, handle.is_token_in_rank, {"handle.is_token_in_rank", {DType::kBool}, {num_tokens, R}});
   check_tensor(op, handle.send_pos, {"handle.send_pos", {DType::kInt32}, {num_tokens, R}});
   check_tensor(op, handle.rank_prefix_matrix, {"handle.rank_prefix_matrix", {DType::kInt32}, {R, R}});
-  require(impl_->group->shares_address_space(), op,
-          "this group spans processes; combine currently needs an in-process group (see dispatch)");
   const int num_sms = impl_->checked_num_sms(op, a.config);
   if (impl_->consume_skip()) return Event();
 
+  cudaStream_t comm = impl_->begin(a.stream);
   const kernels::CollectiveContext ctx = impl_->context(protocol::Op::kCombine);
   kernels::PublishParams publish{};
   publish.ctx = ctx;
   publish.flags = protocol::FlagSet::kReady;
   publish.phase = protocol::Phase::kCombinePublish;
   publish.source.owner_base = static_cast<const std::uint8_t*>(impl_->nvl->local());
-  publish.source.x = static_cast<const std::uint8_t*>(a.x.data);
-  publish.source.x_row_stride = a.x.stride(0) * 2;
-  publish.source.topk_weights = a.topk_weights.ptr<const float>();
   publish.source.num_tokens = static_cast<int>(rows);
+  if (impl_->group->shares_address_space()) {
+    publish.source.x = static_cast<const std::uint8_t*>(a.x.data);
+    publish.source.x_row_stride = a.x.stride(0) * 2;
+    publish.source.topk_weights = a.topk_weights.ptr<const float>();
+  } else {  // peers in other processes read staged copies
+    host::StagingArea staging = impl_->staging(op);
+    publish.source.x = static_cast<const std::uint8_t*>(staging.stage_rows(a.x, hidden * 2, comm));
+    publish.source.x_row_stride = hidden * 2;
+    publish.source.topk_weights = static_cast<const float*>(staging.stage_span(a.topk_weights, comm));
+  }
 
   kernels::ReduceParams reduce{};
   reduce.ctx = ctx;
@@ -68,7 +74,6 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   reduce.combined_x = a.combined_x.ptr<std::uint16_t>();
   reduce.combined_topk_weights = num_topk > 0 ? a.combined_topk_weights.ptr<float>() : nullptr;
 
-  cudaStream_t comm = impl_->begin(a.stream);
   kernels::launch_publish(publish, comm);
   kernels::launch_reduce(reduce, num_sms, comm);
   return impl_->end(a.stream);

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "host/buffer_impl.hpp"
+#include "host/staging.hpp"
 #include "host/validation.hpp"
 #include "runtime/cuda_check.hpp"
 
@@ -13,6 +14,8 @@ using host::check_optional_tensor;
 using host::check_tensor;
 using host::kAnySize;
 using host::require;
+
+protocol::SourceDescriptor describe_source_in_place(const Buffer::Impl& b, const DispatchArgs& a);
 
 struct DispatchShape {
   std::int64_t num_tokens = 0;
@@ -83,7 +86,30 @@ DispatchShape check_dispatch_args(const std::string& op, const Buffer::Impl& b, 
   return s;
 }
 
-protocol::SourceDescriptor describe_source(const Buffer::Impl& b, const DispatchArgs& a) {
+// What peers read of this rank's dispatch: the caller's tensors in place when peers share
+// the address space, else copies staged in this rank's NVL buffer.
+protocol::SourceDescriptor describe_source(const Buffer::Impl& b, const DispatchArgs& a, const DispatchShape& s,
+                                           const std::string& op, cudaStream_t comm) {
+  if (!b.group->shares_address_space()) {
+    host::StagingArea staging = b.staging(op);
+    protocol::SourceDescriptor d{};
+    d.owner_base = static_cast<const std::uint8_t*>(b.nvl->local());
+    d.x = static_cast<const std::uint8_t*>(staging.stage_rows(a.x, s.row_bytes, comm));
+    d.x_row_stride = s.row_bytes;
+    if (a.x_scales.defined()) {
+      d.x_scales = static_cast<const float*>(staging.stage_span(a.x_scales, comm));
+      d.scale_token_stride = a.x_scales.stride(0);
+      d.scale_hidden_stride = a.x_scales.ndim == 2 ? a.x_scales.stride(1) : 0;
+    }
+    d.topk_idx = static_cast<const std::int64_t*>(staging.stage_span(a.topk_idx, comm));
+    d.topk_weights = static_cast<const float*>(staging.stage_span(a.topk_weights, comm));
+    d.num_tokens = static_cast<int>(s.num_tokens);
+    return d;
+  }
+  return describe_source_in_place(b, a);
+}
+
+protocol::SourceDescriptor describe_source_in_place(const Buffer::Impl& b, const DispatchArgs& a) {
   protocol::SourceDescriptor d{};
   d.owner_base = static_cast<const std::uint8_t*>(b.nvl->local());
   d.x = static_cast<const std::uint8_t*>(a.x.data);
@@ -99,19 +125,12 @@ protocol::SourceDescriptor describe_source(const Buffer::Impl& b, const Dispatch
   return d;
 }
 
-void require_cross_process_staging(const std::string& op, const Buffer::Impl& b) {
-  require(b.group->shares_address_space(), op,
-          "this group spans processes; intranode dispatch/combine currently needs an in-process group "
-          "(peer pointers to the caller's tensors). Process-group staging is tracked with the multi-GPU work.");
-}
-
 }  // namespace
 
 DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle& handle, bool cached) {
   const std::string op = cached ? "dispatch (cached)" : "dispatch";
   runtime::DeviceGuard guard(impl_->device);
   impl_->ensure_usable(op);
-  require_cross_process_staging(op, *impl_);
   const DispatchShape s = check_dispatch_args(op, *impl_, args, handle, cached);
   const int num_sms = impl_->checked_num_sms(op, args.config);
   (void)num_sms;
@@ -137,7 +156,8 @@ DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle&
 
   kernels::NotifyParams p{};
   p.ctx = impl_->context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
-  p.source = describe_source(*impl_, args);
+  cudaStream_t comm = impl_->begin(args.stream);
+  p.source = describe_source(*impl_, args, s, op, comm);
   p.cached = cached;
   p.num_tokens = static_cast<int>(s.num_tokens);
   p.num_experts = s.num_experts;
@@ -154,7 +174,6 @@ DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle&
   p.host_state = impl_->host_on_device();
   p.host_waits = host_sync;
   impl_->host()->counts_ready = 0;  // the previous waiting notify has finished: the host saw its flag
-  cudaStream_t comm = impl_->begin(args.stream);
   kernels::launch_notify(p, comm);
 
   if (cached) {
@@ -202,6 +221,28 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
 
   const kernels::CollectiveContext ctx =
       impl_->context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
+  cudaStream_t comm = impl_->comm_stream.get();
+  if (!impl_->group->shares_address_space()) {
+    // Process group: pull every received row from its source's staging.
+    kernels::ReceiveParams p{};
+    p.ctx = ctx;
+    p.cached = cached;
+    p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
+    p.recv_src_idx = handle.recv_src_idx.ptr<int>();
+    p.num_rows = static_cast<int>(rows);
+    p.recv_x = out.recv_x.ptr<std::uint8_t>();
+    p.row_bytes = s.row_bytes;
+    p.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
+    p.num_scales = s.fp8 ? s.num_scales : 0;
+    p.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;
+    p.recv_topk_weights =
+        s.num_topk > 0 && args.topk_weights.defined() ? out.recv_topk_weights.ptr<float>() : nullptr;
+    p.num_topk = s.num_topk;
+    p.num_local_experts = s.num_experts / impl_->num_ranks;
+    p.expert_begin = impl_->rank * p.num_local_experts;
+    kernels::launch_receive(p, num_sms, comm);
+    return impl_->end(args.stream);
+  }
   // Publish this rank's outputs; peers push their tokens into them.
   kernels::PublishParams sink{};
   sink.ctx = ctx;
@@ -233,7 +274,6 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
   p.num_local_experts = s.num_experts / impl_->num_ranks;
   p.send_pos = handle.send_pos.ptr<const int>();
   p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
-  cudaStream_t comm = impl_->comm_stream.get();
   kernels::launch_publish(sink, comm);
   kernels::launch_send(p, num_sms, comm);
   return impl_->end(args.stream);

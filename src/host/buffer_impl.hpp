@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "host/staging.hpp"
 #include "kernels/intranode/intranode_params.hpp"
 #include "moe_ep/buffer.hpp"
 #include "protocol/device_state.hpp"
@@ -60,6 +61,8 @@ struct Buffer::Impl {
   Event end(const StreamOptions& s);
 
   kernels::CollectiveContext context(protocol::Op op) const;
+  // The staging region of this rank's NVL buffer, for a call named `op`.
+  host::StagingArea staging(const std::string& op) const;
   int checked_num_sms(const std::string& op, const Config& config) const;
   void check_handle(const std::string& op, const DispatchHandle& handle) const;
 };

@@ -5,12 +5,13 @@
 
 namespace moe_ep {
 
-// deep_ep sizes its ring buffers from the chunk fields; our buffer holds send lists, so
-// the hint is the size for num_max_nvl_chunked_recv_tokens * 64 tokens per rank (16384
-// with the defaults), plenty for prefill batches. Use Buffer::intranode_size_hint for
-// an exact size.
-std::int64_t Config::get_nvl_buffer_size_hint(std::int64_t /*hidden_bytes*/, int num_ranks) const {
-  return Buffer::intranode_size_hint(static_cast<std::int64_t>(num_max_nvl_chunked_recv_tokens) * 64, num_ranks);
+// deep_ep sizes its ring buffers from the chunk fields; our buffer holds send lists (and,
+// for process groups, staging), so the hint is the size for
+// num_max_nvl_chunked_recv_tokens * 64 tokens per rank (16384 with the defaults). Use
+// Buffer::intranode_size_hint for an exact size.
+std::int64_t Config::get_nvl_buffer_size_hint(std::int64_t hidden_bytes, int num_ranks) const {
+  return Buffer::intranode_size_hint(static_cast<std::int64_t>(num_max_nvl_chunked_recv_tokens) * 64, num_ranks,
+                                     hidden_bytes);
 }
 
 std::int64_t Config::get_rdma_buffer_size_hint(std::int64_t /*hidden_bytes*/, int /*num_ranks*/) const {

@@ -1,6 +1,8 @@
 // Layout of each rank's peer-mapped (NVLink-domain) buffer. ONE carve function computes
-// both the size (for a given token capacity) and the offsets; tested on the CPU.
+// both the size and the offsets; tested on the CPU.
 //   [NvlHeader][per-expert send counts: kMaxExperts int32][send lists: kMaxNvlRanks x max_tokens int32]
+//   [staging: the rest] -- process groups copy what peers must read (peers cannot address
+//   the caller's tensors in another process) into staging first.
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -54,32 +56,43 @@ struct alignas(128) NvlHeader {
 };
 static_assert(std::is_trivially_copyable_v<NvlHeader>);
 
+// Tokens one rank may send per dispatch at most, however large the buffer (beyond the
+// send lists, bytes go to staging).
+inline constexpr std::int64_t kMaxTokensPerRank = 65536;
+
 struct NvlBufferLayout {
   std::int64_t max_tokens = 0;           // tokens one rank may send per dispatch
   std::int64_t expert_counts_offset = 0; // int32[kMaxExperts]
   std::int64_t send_lists_offset = 0;    // int32[kMaxNvlRanks][max_tokens]
+  std::int64_t staging_offset = 0;       // process groups: copies of what peers read
+  std::int64_t staging_bytes = 0;
   std::int64_t total_bytes = 0;
 };
 
 constexpr std::int64_t align_up(std::int64_t v, std::int64_t a) { return (v + a - 1) / a * a; }
 
-// Offsets for a buffer holding `max_tokens` send slots per destination.
-constexpr NvlBufferLayout carve_nvl_buffer(std::int64_t max_tokens) {
+// Offsets for a buffer holding `max_tokens` send slots per destination and
+// `staging_bytes` of staging.
+constexpr NvlBufferLayout carve_nvl_buffer(std::int64_t max_tokens, std::int64_t staging_bytes = 0) {
   NvlBufferLayout l;
   l.max_tokens = max_tokens;
   l.expert_counts_offset = align_up(sizeof(NvlHeader), 128);
   l.send_lists_offset = align_up(l.expert_counts_offset + 4 * kMaxExperts, 128);
-  l.total_bytes = align_up(l.send_lists_offset + 4 * kMaxNvlRanks * max_tokens, 128);
+  l.staging_offset = align_up(l.send_lists_offset + 4 * kMaxNvlRanks * max_tokens, 128);
+  l.staging_bytes = staging_bytes / 128 * 128;
+  l.total_bytes = l.staging_offset + l.staging_bytes;
   return l;
 }
 
-// The largest capacity that fits in `bytes` (0 when not even the header fits).
+// The carve of a buffer of `bytes`: as many send slots as fit (up to kMaxTokensPerRank),
+// the rest staging. All zero when not even the header fits.
 constexpr NvlBufferLayout carve_nvl_buffer_for_bytes(std::int64_t bytes) {
-  std::int64_t fixed = carve_nvl_buffer(0).total_bytes;
+  const std::int64_t fixed = carve_nvl_buffer(0).total_bytes;
   if (bytes < fixed) return NvlBufferLayout{};
   std::int64_t max_tokens = (bytes - fixed) / (4 * kMaxNvlRanks);
-  max_tokens = max_tokens / 32 * 32;  // keeps the total 128-byte aligned
-  return carve_nvl_buffer(max_tokens);
+  max_tokens = max_tokens / 32 * 32;  // keeps the staging 128-byte aligned
+  if (max_tokens > kMaxTokensPerRank) max_tokens = kMaxTokensPerRank;
+  return carve_nvl_buffer(max_tokens, bytes - carve_nvl_buffer(max_tokens).total_bytes);
 }
 
 }  // namespace moe_ep::protocol

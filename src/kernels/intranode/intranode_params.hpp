@@ -71,6 +71,26 @@ struct SendParams {
 };
 static_assert(std::is_trivially_copyable_v<SendParams>);
 
+// Copy phase of dispatch for process groups (many blocks): every received row pulled
+// from its source's staging, one warp per row.
+struct ReceiveParams {
+  CollectiveContext ctx;
+  bool cached;
+  const int* rank_prefix_matrix;  // [num_ranks, num_ranks]
+  int* recv_src_idx;              // [rows] written, or read when cached
+  int num_rows;                   // rows of the receive tensors (capacity)
+  std::uint8_t* recv_x;           // [rows, row_bytes]
+  std::int64_t row_bytes;
+  float* recv_x_scales;           // [rows, num_scales] or null
+  int num_scales;
+  std::int64_t* recv_topk_idx;    // [rows, num_topk] or null
+  float* recv_topk_weights;       // [rows, num_topk] or null
+  int num_topk;
+  int expert_begin;               // first global expert of this rank
+  int num_local_experts;
+};
+static_assert(std::is_trivially_copyable_v<ReceiveParams>);
+
 // Publication (one block): publish a source (combine: the expert outputs) or a sink
 // (dispatch: the output tensors) and wait until every peer has published its own.
 struct PublishParams {
@@ -101,6 +121,7 @@ static_assert(std::is_trivially_copyable_v<ReduceParams>);
 
 void launch_notify(const NotifyParams& params, cudaStream_t stream);
 void launch_send(const SendParams& params, int num_blocks, cudaStream_t stream);
+void launch_receive(const ReceiveParams& params, int num_blocks, cudaStream_t stream);
 void launch_publish(const PublishParams& params, cudaStream_t stream);
 void launch_reduce(const ReduceParams& params, int num_blocks, cudaStream_t stream);
 
@@ -109,6 +130,7 @@ void launch_reduce(const ReduceParams& params, int num_blocks, cudaStream_t stre
 // would stall until the bounded waits expire. Buffer's constructor calls these.
 void preload_notify_kernels();
 void preload_send_kernels();
+void preload_receive_kernels();
 void preload_combine_kernels();
 
 }  // namespace moe_ep::kernels

@@ -29,6 +29,17 @@ TEST(NvlBufferLayout, CapacityFromBytesRoundTrips) {
   EXPECT_EQ(carve_nvl_buffer_for_bytes(16).total_bytes, 0);
 }
 
+TEST(NvlBufferLayout, LargeBuffersCapTheListsAndStageTheRest) {
+  const std::int64_t bytes = std::int64_t{1} << 30;
+  const NvlBufferLayout l = carve_nvl_buffer_for_bytes(bytes);
+  EXPECT_EQ(l.max_tokens, kMaxTokensPerRank);
+  EXPECT_EQ(l.staging_offset % 128, 0);
+  EXPECT_GE(l.staging_offset, l.send_lists_offset + 4 * kMaxNvlRanks * l.max_tokens);
+  EXPECT_LE(l.total_bytes, bytes);
+  EXPECT_GT(l.staging_bytes, bytes - l.staging_offset - 128);
+  EXPECT_EQ(l.staging_offset + l.staging_bytes, l.total_bytes);
+}
+
 TEST(OpTag, PacksEpochOpAndFailure) {
   const std::uint64_t tag = make_tag(12345, Op::kCombine, true);
   EXPECT_EQ(tag_epoch(tag), 12345u);

@@ -1,6 +1,7 @@
 // Process group over CUDA IPC: two processes on one GPU (each a rank) bootstrap through a
-// file allgather, map each other's buffers, exchange values through the mappings, and
-// build a Buffer over the group. Children are this binary started with a flag.
+// file allgather, map each other's buffers, exchange values through the mappings, then
+// dispatch and combine over the group against the CPU reference. Children are this binary
+// started with a flag. Without MPS the two contexts time-slice: slow, but correct.
 #include <gtest/gtest.h>
 
 #include <spawn.h>
@@ -18,7 +19,7 @@ extern char** environ;
 namespace moe_ep::test {
 namespace {
 
-TEST(ProcessGroup, TwoProcessesMapEachOtherThroughCudaIpc) {
+TEST(ProcessGroup, TwoProcessesExchangeThroughCudaIpc) {
   constexpr int kRanks = 2;
   const std::string dir = std::filesystem::temp_directory_path() / ("moe_ep_pg_" + std::to_string(getpid()));
   std::filesystem::remove_all(dir);
