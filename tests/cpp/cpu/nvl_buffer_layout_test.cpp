@@ -1,6 +1,8 @@
 // The NVL buffer carve: sizes and offsets from one function, for any capacity.
 #include <gtest/gtest.h>
 
+#include "moe_ep/buffer.hpp"
+#include "moe_ep/errors.hpp"
 #include "protocol/error_record.hpp"
 #include "protocol/nvl_buffer_layout.hpp"
 
@@ -38,6 +40,20 @@ TEST(NvlBufferLayout, LargeBuffersCapTheListsAndStageTheRest) {
   EXPECT_LE(l.total_bytes, bytes);
   EXPECT_GT(l.staging_bytes, bytes - l.staging_offset - 128);
   EXPECT_EQ(l.staging_offset + l.staging_bytes, l.total_bytes);
+}
+
+TEST(NvlBufferLayout, SizeHintLeavesThePromisedCapacityAndStaging) {
+  for (int ranks : {1, 2, 8}) {
+    for (std::int64_t tokens : {1, 200, 4096}) {
+      const NvlBufferLayout plain = carve_nvl_buffer_for_bytes(Buffer::intranode_size_hint(tokens, ranks));
+      EXPECT_GE(plain.max_tokens, tokens);
+      const std::int64_t hidden_bytes = 7168 * 2;
+      const NvlBufferLayout staged = carve_nvl_buffer_for_bytes(Buffer::intranode_size_hint(tokens, ranks, hidden_bytes));
+      EXPECT_GE(staged.max_tokens, tokens);
+      EXPECT_GE(staged.staging_bytes, tokens * ranks * hidden_bytes) << "ranks " << ranks << " tokens " << tokens;
+    }
+  }
+  EXPECT_THROW(Buffer::intranode_size_hint(kMaxTokensPerRank + 1, 8), InvalidArgument);
 }
 
 TEST(OpTag, PacksEpochOpAndFailure) {
