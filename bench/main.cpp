@@ -12,6 +12,7 @@
 #include "bench_util.hpp"
 #include "cpu_reference_demo.hpp"
 #include "intranode_bench.hpp"
+#include "launch_floor.hpp"
 #include "layout_bench.hpp"
 
 int main(int argc, char** argv) {
@@ -45,6 +46,12 @@ int main(int argc, char** argv) {
     copy.problem = "1GiB";
     copy.note = std::to_string(static_cast<int>(copy_bw / 1e9)) + " GB/s read+write";
     report.add(copy);
+    Row floor;
+    floor.bench = "launch";
+    floor.problem = "empty";
+    floor.time_us = measure_launch_floor(200);
+    floor.note = "empty kernel between events: the floor of small-kernel timings";
+    report.add(floor);
     run_layout_bench(report, copy_bw);
     for (int r : ranks) {
       for (const char* problem : {"ht-v3", "ht-v3-bf16"}) {
