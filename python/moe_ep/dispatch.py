@@ -1,0 +1,90 @@
+"""Buffer.dispatch (intranode): count (dispatch_notify), allocate the receive tensors with
+torch from the counts, then copy (dispatch_receive). With a handle, a cached dispatch reuses
+its routing and returns only the received x (and scales)."""
+from . import _C
+from .handle import pack, unpack
+from .streams import CallStreams
+from .views import view
+
+
+def _split_x(x):
+    if isinstance(x, tuple):
+        if len(x) != 2:
+            raise ValueError(f"x: expected a tensor or (x, x_scales), got a tuple of {len(x)}")
+        return x
+    return x, None
+
+
+def _allocate_receive(streams, rows, x, x_scales, topk_idx, topk_weights):
+    """Receive tensors of `rows` rows as the C++ outputs and as what dispatch returns."""
+    torch = streams.torch
+    outputs = _C.DispatchOutputs()
+    recv_x = streams.empty((rows, x.size(1)), x.dtype)
+    outputs.recv_x = view(recv_x, "recv_x")
+    recv_x_scales = None
+    if x_scales is not None:
+        num_scales = x_scales.size(1) if x_scales.dim() == 2 else 1
+        recv_x_scales = streams.empty((rows, num_scales), torch.float32)
+        outputs.recv_x_scales = view(recv_x_scales, "recv_x_scales")
+        if x_scales.dim() == 1:
+            recv_x_scales = recv_x_scales.view(-1)
+    recv_topk_idx = recv_topk_weights = None
+    if topk_idx is not None:
+        recv_topk_idx = streams.empty((rows, topk_idx.size(1)), torch.int64)
+        outputs.recv_topk_idx = view(recv_topk_idx, "recv_topk_idx")
+    if topk_weights is not None:
+        recv_topk_weights = streams.empty((rows, topk_weights.size(1)), torch.float32)
+        outputs.recv_topk_weights = view(recv_topk_weights, "recv_topk_weights")
+    recv = (recv_x, recv_x_scales) if x_scales is not None else recv_x
+    return outputs, recv, recv_topk_idx, recv_topk_weights
+
+
+def dispatch(buffer, x, handle, num_tokens_per_rank, is_token_in_rank, num_tokens_per_expert, topk_idx,
+             topk_weights, expert_alignment, num_worst_tokens, config, previous_event, async_finish,
+             allocate_on_comm_stream):
+    runtime = buffer._live()
+    x, x_scales = _split_x(x)
+    streams = CallStreams(buffer.get_comm_stream(), x.device, previous_event, async_finish, allocate_on_comm_stream)
+    args = _C.DispatchArgs()
+    args.x = view(x, "x")
+    args.x_scales = view(x_scales, "x_scales")
+    args.topk_idx = view(topk_idx, "topk_idx")
+    args.topk_weights = view(topk_weights, "topk_weights")
+    args.expert_alignment = expert_alignment
+    args.num_worst_tokens = num_worst_tokens
+    args.config = buffer._config("dispatch", config)
+    streams.fill(args.stream)
+    streams.use(x, x_scales, topk_idx, topk_weights)
+    if handle is not None:
+        return _cached(runtime, streams, args, handle, x, x_scales)
+
+    args.num_tokens_per_rank = view(num_tokens_per_rank, "num_tokens_per_rank")
+    args.num_tokens_per_expert = view(num_tokens_per_expert, "num_tokens_per_expert")
+    args.is_token_in_rank = view(is_token_in_rank, "is_token_in_rank")
+    streams.use(num_tokens_per_rank, num_tokens_per_expert, is_token_in_rank)
+    torch, num_ranks = streams.torch, buffer.group_size
+    native = _C.DispatchHandle()
+    rank_prefix_matrix = streams.empty((num_ranks, num_ranks), torch.int32)
+    send_pos = streams.empty((x.size(0), num_ranks), torch.int32)
+    native.rank_prefix_matrix = view(rank_prefix_matrix, "rank_prefix_matrix")
+    native.send_pos = view(send_pos, "send_pos")
+    counts = runtime.dispatch_notify(args, native, False)
+
+    rows = counts.num_recv_rows
+    recv_src_idx = streams.empty((rows,), torch.int32)
+    native.recv_src_idx = view(recv_src_idx, "recv_src_idx")
+    outputs, recv, recv_topk_idx, recv_topk_weights = _allocate_receive(
+        streams, rows, x, x_scales, topk_idx, topk_weights)
+    event = runtime.dispatch_receive(args, native, outputs, False)
+    handle = pack(torch, native, rank_prefix_matrix, recv_src_idx, is_token_in_rank, send_pos)
+    per_expert = [] if num_worst_tokens > 0 else list(counts.num_recv_tokens_per_expert)
+    return recv, recv_topk_idx, recv_topk_weights, per_expert, handle, streams.finish(event)
+
+
+def _cached(runtime, streams, args, handle, x, x_scales):
+    native, handle_tensors = unpack(handle)
+    streams.use(*handle_tensors)
+    counts = runtime.dispatch_notify(args, native, True)
+    outputs, recv, _, _ = _allocate_receive(streams, counts.num_recv_rows, x, x_scales, None, None)
+    event = runtime.dispatch_receive(args, native, outputs, True)
+    return recv, None, None, None, None, streams.finish(event)

@@ -1,0 +1,200 @@
+"""CPU-only checks (CI, no GPU, no torch needed): the native module loads, the package
+imports, Config and the Buffer methods match deep_ep's surface, errors map to the right
+Python types, and a Buffer without a CUDA device says so."""
+import importlib.util
+import inspect
+import threading
+
+import pytest
+
+import moe_ep
+from moe_ep import _C
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+EMPTY = inspect.Parameter.empty
+
+
+def test_native_module_loads():
+    for name in ("Buffer", "Group", "Event", "Config", "TensorView", "view", "DispatchArgs", "CombineArgs",
+                 "LayoutArgs", "DispatchHandle", "DispatchOutputs", "StreamOptions", "make_in_process_group",
+                 "make_process_group", "num_cuda_devices", "keep_pool_memory"):
+        assert hasattr(_C, name), name
+    assert _C.DEFAULT_TIMEOUT_NS > 0
+
+
+def test_package_exports_deep_ep_names():
+    for name in ("Buffer", "Config", "EventOverlap"):
+        assert hasattr(moe_ep, name)
+    if HAS_TORCH:
+        import torch
+        assert moe_ep.topk_idx_t is torch.int64
+    else:
+        with pytest.raises(ImportError, match="needs PyTorch"):
+            moe_ep.topk_idx_t
+
+
+def test_config_defaults_match_deep_ep():
+    config = moe_ep.Config()
+    assert (config.num_sms, config.num_max_nvl_chunked_send_tokens, config.num_max_nvl_chunked_recv_tokens,
+            config.num_max_rdma_chunked_send_tokens, config.num_max_rdma_chunked_recv_tokens) == (20, 6, 256, 6, 256)
+    positional = moe_ep.Config(24, 8, 128, 4, 64)
+    assert (positional.num_sms, positional.num_max_nvl_chunked_send_tokens, positional.num_max_nvl_chunked_recv_tokens,
+            positional.num_max_rdma_chunked_send_tokens, positional.num_max_rdma_chunked_recv_tokens) == \
+        (24, 8, 128, 4, 64)
+    assert config.get_nvl_buffer_size_hint(7168 * 2, 8) > 0
+    assert config.get_rdma_buffer_size_hint(7168 * 2, 8) >= 0
+    assert moe_ep.Buffer.get_dispatch_config(8).num_sms > 0
+    assert moe_ep.Buffer.get_combine_config(8).num_sms > 0
+
+
+# (method, [(argument, default or EMPTY), ...]) as DEEP_EP_V1_API.md lists them.
+DISPATCH_ARGS = [("x", EMPTY), ("handle", None), ("num_tokens_per_rank", None), ("num_tokens_per_rdma_rank", None),
+                 ("is_token_in_rank", None), ("num_tokens_per_expert", None), ("topk_idx", None),
+                 ("topk_weights", None), ("expert_alignment", 1), ("num_worst_tokens", 0), ("config", None),
+                 ("previous_event", None), ("async_finish", False), ("allocate_on_comm_stream", False)]
+COMBINE_ARGS = [("x", EMPTY), ("handle", EMPTY), ("topk_weights", None), ("bias", None), ("config", None),
+                ("previous_event", None), ("async_finish", False), ("allocate_on_comm_stream", False)]
+SIGNATURES = {
+    "__init__": [("group", EMPTY), ("num_nvl_bytes", 0), ("num_rdma_bytes", 0), ("low_latency_mode", False),
+                 ("num_qps_per_rank", 24), ("allow_nvlink_for_low_latency_mode", True), ("allow_mnnvl", False),
+                 ("use_fabric", False), ("explicitly_destroy", False), ("enable_shrink", False), ("comm", None)],
+    "destroy": [],
+    "get_comm_stream": [],
+    "get_local_buffer_tensor": [("dtype", EMPTY), ("size", None), ("offset", 0), ("use_rdma_buffer", False)],
+    "get_dispatch_layout": [("topk_idx", EMPTY), ("num_experts", EMPTY), ("previous_event", None),
+                            ("async_finish", False), ("allocate_on_comm_stream", False)],
+    "dispatch": DISPATCH_ARGS,
+    "combine": COMBINE_ARGS,
+    "internode_dispatch": DISPATCH_ARGS,
+    "internode_combine": COMBINE_ARGS,
+    "clean_low_latency_buffer": [("num_max_dispatch_tokens_per_rank", EMPTY), ("hidden", EMPTY),
+                                 ("num_experts", EMPTY)],
+    "low_latency_dispatch": [("x", EMPTY), ("topk_idx", EMPTY), ("num_max_dispatch_tokens_per_rank", EMPTY),
+                             ("num_experts", EMPTY), ("cumulative_local_expert_recv_stats", None),
+                             ("dispatch_wait_recv_cost_stats", None), ("use_fp8", True), ("round_scale", False),
+                             ("use_ue8m0", False), ("async_finish", False), ("return_recv_hook", False)],
+    "low_latency_combine": [("x", EMPTY), ("topk_idx", EMPTY), ("topk_weights", EMPTY), ("handle", EMPTY),
+                            ("use_logfmt", False), ("zero_copy", False), ("async_finish", False),
+                            ("return_recv_hook", False), ("out", None), ("combine_wait_recv_cost_stats", None)],
+    "low_latency_update_mask_buffer": [("rank_to_mask", EMPTY), ("mask", False)],
+    "low_latency_query_mask_buffer": [("mask_status", EMPTY)],
+    "low_latency_clean_mask_buffer": [],
+    "get_next_low_latency_combine_buffer": [("handle", EMPTY)],
+}
+STATIC_SIGNATURES = {
+    "is_sm90_compiled": [],
+    "set_num_sms": [("new_num_sms", EMPTY)],
+    "capture": [],
+    "get_low_latency_rdma_size_hint": [("num_max_dispatch_tokens_per_rank", EMPTY), ("hidden", EMPTY),
+                                       ("num_ranks", EMPTY), ("num_experts", EMPTY)],
+    "get_dispatch_config": [("num_ranks", EMPTY)],
+    "get_combine_config": [("num_ranks", EMPTY)],
+}
+
+
+def _positional(function, skip_self):
+    params = [p for p in inspect.signature(function).parameters.values() if p.kind != p.KEYWORD_ONLY]
+    return [(p.name, p.default) for p in params[1 if skip_self else 0:]]
+
+
+@pytest.mark.parametrize("name", sorted(SIGNATURES))
+def test_method_signature_matches_deep_ep(name):
+    assert _positional(getattr(moe_ep.Buffer, name), skip_self=True) == SIGNATURES[name]
+
+
+@pytest.mark.parametrize("name", sorted(STATIC_SIGNATURES))
+def test_static_method_matches_deep_ep(name):
+    assert isinstance(inspect.getattr_static(moe_ep.Buffer, name), staticmethod)
+    assert _positional(getattr(moe_ep.Buffer, name), skip_self=False) == STATIC_SIGNATURES[name]
+
+
+def test_buffer_num_sms_attribute():
+    assert moe_ep.Buffer.num_sms == 20
+
+
+def test_low_latency_and_internode_raise_not_implemented():
+    with pytest.raises(NotImplementedError, match="low-latency"):
+        moe_ep.Buffer.get_low_latency_rdma_size_hint(128, 7168, 8, 256)
+    buffer = object.__new__(moe_ep.Buffer)  # no device needed: these refuse before touching it
+    with pytest.raises(NotImplementedError, match="low-latency"):
+        buffer.low_latency_dispatch(None, None, 128, 256)
+    with pytest.raises(NotImplementedError, match="internode"):
+        buffer.internode_dispatch(None)
+    with pytest.raises(NotImplementedError, match="get_local_buffer_tensor"):
+        buffer.get_local_buffer_tensor(None)
+
+
+def test_event_overlap_basics():
+    overlap = moe_ep.EventOverlap()
+    assert overlap.event is None and overlap.extra_tensors is None
+    with overlap:  # nothing to wait for
+        pass
+    with pytest.raises(ValueError, match="no event"):
+        overlap.current_stream_wait()
+
+
+@pytest.mark.skipif(_C.num_cuda_devices() > 0, reason="this machine has a CUDA device")
+def test_buffer_without_cuda_device_raises():
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        moe_ep.Buffer(None, 1 << 20)
+    group = _C.make_in_process_group([0])[0]
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        _C.Buffer(group, 1 << 20)
+    with pytest.raises(RuntimeError, match="no CUDA device"):
+        moe_ep.Buffer(group, 1 << 20)
+
+
+def test_invalid_argument_maps_to_value_error():
+    with pytest.raises(ValueError, match="rank 5 outside"):
+        _C.make_process_group(5, 2, 0, lambda data: data)
+
+
+def test_process_group_allgather_callback():
+    # barrier() releases the GIL, then allgathers one byte through the Python callable.
+    calls = []
+    group = _C.make_process_group(0, 2, 0, lambda data: calls.append(data) or data * 2)
+    group.barrier()
+    assert calls == [b"\x00"]
+    short = _C.make_process_group(0, 2, 0, lambda data: data)
+    with pytest.raises(ValueError, match="returned 1 bytes"):
+        short.barrier()
+
+    def failing(data):
+        raise KeyError("peer vanished")
+
+    with pytest.raises(RuntimeError, match="peer vanished"):
+        _C.make_process_group(0, 1, 0, failing).barrier()
+
+
+def test_in_process_group_releases_gil():
+    # Two ranks meet in a host barrier from two threads: a held GIL would time out instead.
+    groups = _C.make_in_process_group([0, 0], timeout_s=20.0)
+    errors = []
+
+    def rank(r):
+        try:
+            groups[r].barrier()
+        except Exception as error:  # noqa: BLE001 - checked below
+            errors.append(error)
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [g.rank for g in groups] == [0, 1] and groups[0].shares_address_space
+
+
+def test_run_threads_reports_each_failing_rank():
+    from moe_ep import testing
+    assert testing.run_threads(3, lambda rank: rank * 10) == [0, 10, 20]
+
+    def body(rank):
+        if rank == 1:
+            raise ValueError("bad rank")
+        return rank
+
+    with pytest.raises(testing.RankFailure, match="rank 1: ValueError: bad rank") as failure:
+        testing.run_threads(3, body)
+    assert set(failure.value.errors) == {1}
