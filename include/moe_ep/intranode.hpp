@@ -19,7 +19,7 @@ struct StreamOptions {
 };
 
 struct LayoutArgs {
-  TensorView topk_idx;                  // [num_tokens, num_topk] int64 (or int32), -1 = none
+  TensorView topk_idx;                  // [num_tokens, num_topk] int64 (topk_idx_t), -1 = none
   int num_experts = 0;
   TensorView num_tokens_per_rank;       // out [num_ranks] int32
   TensorView num_tokens_per_rdma_rank;  // out [num_nodes] int32, only when ranks span nodes

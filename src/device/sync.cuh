@@ -33,7 +33,8 @@ __device__ __forceinline__ void sleep_until(std::uint64_t deadline_ns) {
 // First error wins; later ones are dropped so the host sees the root cause.
 __device__ __forceinline__ void record_error(protocol::ErrorRecord* rec, protocol::ErrorCode code,
                                              int rank, protocol::Phase phase, int peer,
-                                             std::int64_t a = 0, std::int64_t b = 0, std::int64_t c = 0) {
+                                             std::int64_t a = 0, std::int64_t b = 0, std::int64_t c = 0,
+                                             std::int32_t d = 0) {
   if (atomicCAS(&rec->code, 0, static_cast<int>(code)) != 0) return;
   rec->rank = rank;
   rec->phase = static_cast<int>(phase);
@@ -42,6 +43,7 @@ __device__ __forceinline__ void record_error(protocol::ErrorRecord* rec, protoco
   rec->a = a;
   rec->b = b;
   rec->c = c;
+  rec->d = d;
   __threadfence_system();
 }
 

@@ -48,6 +48,8 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   publish.phase = protocol::Phase::kCombinePublish;
   publish.source.owner_base = static_cast<const std::uint8_t*>(impl_->nvl->local());
   publish.source.num_tokens = static_cast<int>(rows);
+  publish.source.row_bytes = static_cast<std::int32_t>(hidden * 2);  // shape peers check against theirs
+  publish.source.num_topk = num_topk;
   if (impl_->group->shares_address_space()) {
     publish.source.x = static_cast<const std::uint8_t*>(a.x.data);
     publish.source.x_row_stride = a.x.stride(0) * 2;

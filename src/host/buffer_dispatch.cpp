@@ -88,8 +88,8 @@ DispatchShape check_dispatch_args(const std::string& op, const Buffer::Impl& b, 
 
 // What peers read of this rank's dispatch: the caller's tensors in place when peers share
 // the address space, else copies staged in this rank's NVL buffer.
-protocol::SourceDescriptor describe_source(const Buffer::Impl& b, const DispatchArgs& a, const DispatchShape& s,
-                                           const std::string& op, cudaStream_t comm) {
+protocol::SourceDescriptor describe_payload(const Buffer::Impl& b, const DispatchArgs& a, const DispatchShape& s,
+                                            const std::string& op, cudaStream_t comm) {
   if (!b.group->shares_address_space()) {
     host::StagingArea staging = b.staging(op);
     protocol::SourceDescriptor d{};
@@ -107,6 +107,17 @@ protocol::SourceDescriptor describe_source(const Buffer::Impl& b, const Dispatch
     return d;
   }
   return describe_source_in_place(b, a);
+}
+
+// The payload plus the call's shape, which peers check against theirs.
+protocol::SourceDescriptor describe_source(const Buffer::Impl& b, const DispatchArgs& a, const DispatchShape& s,
+                                           const std::string& op, cudaStream_t comm) {
+  protocol::SourceDescriptor d = describe_payload(b, a, s, op, comm);
+  d.row_bytes = static_cast<std::int32_t>(s.row_bytes);
+  d.num_topk = s.num_topk;
+  d.num_experts = s.num_experts;
+  d.num_scales = s.num_scales;
+  return d;
 }
 
 protocol::SourceDescriptor describe_source_in_place(const Buffer::Impl& b, const DispatchArgs& a) {

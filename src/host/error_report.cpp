@@ -25,7 +25,8 @@ std::string describe_error(const protocol::ErrorRecord& r) {
           << " while rank " << r.peer << " called " << protocol::op_name(static_cast<std::uint32_t>(r.b));
       break;
     case ErrorCode::kBadExpertId:
-      out << "topk_idx[" << r.a << "][" << r.b << "] = " << r.c << " is outside [-1, num_experts)";
+      out << "topk_idx[" << r.a << "][" << r.b << "] = " << r.c << " is outside [-1, num_experts) with num_experts = "
+          << r.d;
       break;
     case ErrorCode::kCapacity:
       out << "receives " << r.a << " tokens but num_worst_tokens is " << r.b;
@@ -34,6 +35,13 @@ std::string describe_error(const protocol::ErrorRecord& r) {
       out << "is_token_in_rank sends " << r.a << " tokens to rank " << r.peer << " but num_tokens_per_rank says "
           << r.b;
       break;
+    case ErrorCode::kShapeMismatch: {
+      static const char* const fields[] = {"?", "row bytes (hidden x element size)", "top-k", "num_experts",
+                                           "scales per token"};
+      const int f = r.d >= 1 && r.d <= 4 ? r.d : 0;
+      out << "ranks disagree on " << fields[f] << ": this rank has " << r.a << ", rank " << r.peer << " has " << r.b;
+      break;
+    }
     case ErrorCode::kPeerFailed:
       out << "peer rank " << r.peer << " failed this operation (see that rank's error)";
       break;
@@ -52,6 +60,7 @@ void throw_error(const protocol::ErrorRecord& r, const std::string& message) {
     case protocol::ErrorCode::kBadExpertId:
     case protocol::ErrorCode::kCapacity:
     case protocol::ErrorCode::kCountMismatch:
+    case protocol::ErrorCode::kShapeMismatch:
       throw InvalidArgument(message);
     default:
       throw std::runtime_error(message);

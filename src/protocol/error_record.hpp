@@ -11,11 +11,15 @@ enum class ErrorCode : std::int32_t {
   kNone = 0,
   kTimeout = 1,        // a = expected tag, b = observed tag, c = wait start (globaltimer ns)
   kOpMismatch = 2,     // a = my op, b = peer's op
-  kBadExpertId = 3,    // a = token, b = slot, c = value
+  kBadExpertId = 3,    // a = token, b = slot, c = value, d = num_experts
   kCapacity = 4,       // a = needed rows, b = capacity
   kCountMismatch = 5,  // a = counted, b = given (num_tokens_per_rank[peer])
   kPeerFailed = 6,     // the peer signalled that it failed this op
+  kShapeMismatch = 7,  // a = this rank's value, b = the peer's, d = ShapeField
 };
+
+// Which per-call shape two ranks disagree on (kShapeMismatch).
+enum class ShapeField : std::int32_t { kRowBytes = 1, kNumTopk = 2, kNumExperts = 3, kNumScales = 4 };
 
 enum class Phase : std::int32_t {
   kNone = 0,
@@ -33,7 +37,7 @@ struct ErrorRecord {
   std::int32_t phase;  // Phase
   std::int32_t peer;   // -1 when not about a peer
   std::int32_t channel;
-  std::int32_t reserved;
+  std::int32_t d;
   std::int64_t a, b, c;
 };
 static_assert(std::is_trivially_copyable_v<ErrorRecord>);

@@ -24,7 +24,11 @@ struct SourceDescriptor {
   const std::int64_t* topk_idx;  // [num_tokens, num_topk] contiguous
   const float* topk_weights;     // dispatch: [num_tokens, num_topk]; combine: [num_recv, num_topk]
   std::int32_t num_tokens;
-  std::int32_t reserved;
+  // The call's shape, which every rank must share (compared after the ready barrier).
+  std::int32_t row_bytes;
+  std::int32_t num_topk;
+  std::int32_t num_experts;
+  std::int32_t num_scales;
 };
 static_assert(std::is_trivially_copyable_v<SourceDescriptor>);
 

@@ -71,6 +71,32 @@ __device__ __forceinline__ bool publish_and_wait_ready(const CollectiveContext& 
   return !failed;
 }
 
+// Whole block, after the ready barrier: every peer's published shape must equal this
+// rank's (a peer with a larger row or top-k would write past this rank's tensors). The
+// comparison is symmetric, so every rank of a disagreeing group fails the same call.
+__device__ __forceinline__ bool peers_agree_on_shapes(const CollectiveContext& ctx, protocol::Phase phase) {
+  __shared__ bool agree;
+  if (threadIdx.x == 0) agree = true;
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < ctx.num_ranks) {
+    const protocol::SourceDescriptor& mine = peer_header(ctx, ctx.rank)->source;
+    const protocol::SourceDescriptor& theirs = peer_header(ctx, threadIdx.x)->source;
+    const std::int32_t a[] = {mine.row_bytes, mine.num_topk, mine.num_experts, mine.num_scales};
+    const std::int32_t b[] = {theirs.row_bytes, theirs.num_topk, theirs.num_experts, theirs.num_scales};
+#pragma unroll
+    for (int f = 0; f < 4; ++f) {
+      if (a[f] != b[f]) {
+        device::record_error(ctx.error, protocol::ErrorCode::kShapeMismatch, ctx.rank, phase, threadIdx.x, a[f], b[f], 0,
+                             f + 1);
+        agree = false;
+      }
+    }
+  }
+  __syncthreads();
+  if (!agree && threadIdx.x == 0) ctx.state->abort = 1;
+  return agree;
+}
+
 // Called by every block at its end. The last block to finish tells every peer that this
 // rank is done accessing its tensors (reads, or writes into its outputs), waits until
 // every peer is done accessing this rank's, and advances the epoch.

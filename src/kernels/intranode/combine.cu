@@ -24,7 +24,8 @@ __global__ void __launch_bounds__(kPublishThreads) publish_kernel(const __grid_c
       mine->source = p.source;
     }
   }
-  publish_and_wait_ready(p.ctx, epoch, false, p.phase, p.flags);
+  if (!publish_and_wait_ready(p.ctx, epoch, false, p.phase, p.flags)) return;
+  if (p.flags == protocol::FlagSet::kReady) peers_agree_on_shapes(p.ctx, p.phase);
 }
 
 __device__ __forceinline__ void accumulate_bf16x8(float (&acc)[8], const int4& v) {

@@ -84,7 +84,7 @@ __device__ bool validate_expert_ids(const NotifyParams& p) {
     const std::int64_t e = p.source.topk_idx[i];
     if (e < -1 || e >= p.num_experts) {
       device::record_error(p.ctx.error, protocol::ErrorCode::kBadExpertId, p.ctx.rank,
-                           protocol::Phase::kDispatchNotify, -1, i / p.num_topk, i % p.num_topk, e);
+                           protocol::Phase::kDispatchNotify, -1, i / p.num_topk, i % p.num_topk, e, p.num_experts);
       ok = false;
     }
   }
@@ -135,6 +135,7 @@ __global__ void __launch_bounds__(kThreads) notify_kernel(const __grid_constant_
   }
   if (threadIdx.x == 0) peer_header(ctx, ctx.rank)->source = p.source;
   if (!publish_and_wait_ready(ctx, epoch, !ok, protocol::Phase::kDispatchNotify)) return;
+  if (!peers_agree_on_shapes(ctx, protocol::Phase::kDispatchNotify)) return;
   if (p.cached) return;
   compute_received_counts(p);
   if (p.host_waits) {

@@ -56,7 +56,7 @@ __global__ void __launch_bounds__(kThreads) layout_kernel(const __grid_constant_
       const bool valid = loaded[k] >= 0 && loaded[k] < p.num_experts;
       if (loaded[k] < -1 || loaded[k] >= p.num_experts) {
         device::record_error(p.error, protocol::ErrorCode::kBadExpertId, p.rank, protocol::Phase::kLayout, -1, t, k,
-                             loaded[k]);
+                             loaded[k], p.num_experts);
       }
       e[k] = valid ? static_cast<int>(loaded[k]) : -1;
       rank_of[k] = valid ? e[k] / experts_per_rank : -1;

@@ -284,6 +284,32 @@ TEST_F(BadInput, B6WorstTokensBelowReceivedRowsReported) {
   expect_usable(10);
 }
 
+// B7 at call time: ranks that disagree on the shape of a call (here hidden) fail that
+// dispatch on every rank with an error naming the field and both values, instead of a
+// peer writing past the end of this rank's tensors; after reset() the buffer works.
+TEST_F(BadInput, B7RanksDisagreeOnHiddenAtDispatch) {
+  IoShape wide = shape_;
+  wide.hidden = shape_.hidden * 2;
+  IoSet narrow_io(shape_), wide_io(wide);
+  narrow_io.set_random_inputs(tokens_everywhere(shape_, kTokens), 11, 0.0);
+  wide_io.set_random_inputs(tokens_everywhere(wide, kTokens), 11, 0.0);
+  std::vector<CaughtError> errors(shape_.num_ranks);
+  run_on_ranks(shape_.num_ranks, [&](int r) {
+    MOE_EP_CUDA_CHECK(cudaSetDevice(buffer(r).device()));
+    RankIo& io = r == 1 ? wide_io.rank(r) : narrow_io.rank(r);
+    errors[r] = error_of<InvalidArgument>([&] {
+      io.layout(buffer(r), stream(r));
+      io.dispatch(buffer(r), stream(r));
+    });
+  });
+  for (int r = 0; r < shape_.num_ranks; ++r) {
+    expect_error(errors[r], {"rank " + str(r), "ranks disagree on row bytes", str(shape_.row_bytes()), str(wide.row_bytes())},
+                 "rank " + str(r));
+  }
+  reset_all_ranks(cluster_);
+  expect_usable(12);
+}
+
 // B7: ranks that disagree on the buffer size fail at construction, every rank, with an
 // error listing the ranks and their values (never a hang).
 TEST(BadInputConstruction, B7RanksDisagreeOnBufferSize) {
