@@ -101,6 +101,7 @@ def bench_problem(torch, cluster, problem, num_tokens, iterations, drop, copy_bw
                  for it in range(WARMUP + 1, total)]
         cold = span_us([events[0][r][slot] for r in range(R)], [events[0][r][slot + 1] for r in range(R)])
         rows.append(row(name, problem, R, stats, times, cold, fp8, copy_bw, drop))
+    torch.cuda.synchronize()  # the ranks' streams: their last combine must be complete before the check
     check(torch, stats, fp8)
     return rows
 
