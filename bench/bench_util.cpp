@@ -25,29 +25,40 @@ Stats stats_of(std::vector<double> samples) {
   return s;
 }
 
+StreamTimer::StreamTimer() {
+  MOE_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+  MOE_EP_CUDA_CHECK(cudaEventCreate(&start_));
+  MOE_EP_CUDA_CHECK(cudaEventCreate(&stop_));
+}
+
+StreamTimer::~StreamTimer() {
+  cudaEventDestroy(start_);
+  cudaEventDestroy(stop_);
+  cudaStreamDestroy(stream_);
+}
+
+void StreamTimer::begin() { MOE_EP_CUDA_CHECK(cudaEventRecord(start_, stream_)); }
+
+double StreamTimer::end_us() {
+  MOE_EP_CUDA_CHECK(cudaEventRecord(stop_, stream_));
+  MOE_EP_CUDA_CHECK(cudaEventSynchronize(stop_));
+  float ms = 0;
+  MOE_EP_CUDA_CHECK(cudaEventElapsedTime(&ms, start_, stop_));
+  return ms * 1e3;
+}
+
 double measure_copy_bandwidth(std::size_t bytes, int repeats) {
   void *src = nullptr, *dst = nullptr;
   MOE_EP_CUDA_CHECK(cudaMalloc(&src, bytes));
   MOE_EP_CUDA_CHECK(cudaMalloc(&dst, bytes));
   MOE_EP_CUDA_CHECK(cudaMemset(src, 0x3c, bytes));
-  cudaEvent_t start, stop;
-  MOE_EP_CUDA_CHECK(cudaEventCreate(&start));
-  MOE_EP_CUDA_CHECK(cudaEventCreate(&stop));
-  std::vector<double> seconds;
-  for (int i = 0; i < repeats + 3; ++i) {
-    MOE_EP_CUDA_CHECK(cudaEventRecord(start));
-    MOE_EP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice));
-    MOE_EP_CUDA_CHECK(cudaEventRecord(stop));
-    MOE_EP_CUDA_CHECK(cudaEventSynchronize(stop));
-    float ms = 0;
-    MOE_EP_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-    if (i >= 3) seconds.push_back(ms / 1e3);
-  }
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  StreamTimer timer;
+  const Stats us = timer.repeat(3, repeats, [&](cudaStream_t stream, int) {
+    MOE_EP_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream));
+  });
   cudaFree(src);
   cudaFree(dst);
-  return 2.0 * static_cast<double>(bytes) / stats_of(seconds).median;
+  return 2.0 * static_cast<double>(bytes) / (us.median * 1e-6);
 }
 
 std::string gpu_name() {

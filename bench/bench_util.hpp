@@ -5,12 +5,42 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime_api.h>
+
 namespace moe_ep::bench {
 
 struct Stats {
   double median = 0, p10 = 0, p99 = 0, min = 0;
 };
 Stats stats_of(std::vector<double> samples);
+
+// A stream and two events: times work enqueued on the stream between the events.
+class StreamTimer {
+ public:
+  StreamTimer();
+  ~StreamTimer();
+  StreamTimer(const StreamTimer&) = delete;
+  StreamTimer& operator=(const StreamTimer&) = delete;
+  cudaStream_t stream() const { return stream_; }
+  // Microseconds of `enqueue(stream, i)` for `iterations` calls after `warmup` untimed ones.
+  template <typename Enqueue>
+  Stats repeat(int warmup, int iterations, Enqueue&& enqueue) {
+    std::vector<double> us;
+    for (int i = 0; i < warmup + iterations; ++i) {
+      begin();
+      enqueue(stream_, i);
+      const double t = end_us();
+      if (i >= warmup) us.push_back(t);
+    }
+    return stats_of(us);
+  }
+
+ private:
+  void begin();
+  double end_us();  // records the stop event and waits for it
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t start_ = nullptr, stop_ = nullptr;
+};
 
 // Median over `repeats` timed device-to-device copies of `bytes`, in bytes/s counting
 // bytes read plus bytes written (as BENCHMARKS.md defines the copy bandwidth).

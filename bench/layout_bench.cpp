@@ -31,44 +31,33 @@ void run_layout_bench(Report& report, double copy_bandwidth) {
     }
     test::DeviceArray<int> per_rank(c.num_ranks), per_expert(c.num_experts), per_rdma(std::max(num_nodes, 1));
     test::DeviceArray<std::uint8_t> in_rank(static_cast<std::size_t>(kTokens) * c.num_ranks);
-    cudaStream_t stream;
-    MOE_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    cudaEvent_t start, stop;
-    MOE_EP_CUDA_CHECK(cudaEventCreate(&start));
-    MOE_EP_CUDA_CHECK(cudaEventCreate(&stop));
-    std::vector<double> us;
-    for (int it = 0; it < kIters + 10; ++it) {
-      LayoutArgs a;
-      a.topk_idx = topk[it % kSets].view(DType::kInt64, {kTokens, kTopk});
+    std::vector<LayoutArgs> args(kSets);
+    for (int i = 0; i < kSets; ++i) {
+      LayoutArgs& a = args[i];
+      a.topk_idx = topk[i].view(DType::kInt64, {kTokens, kTopk});
       a.num_experts = c.num_experts;
       a.num_tokens_per_rank = per_rank.view(DType::kInt32, {c.num_ranks});
       a.num_tokens_per_expert = per_expert.view(DType::kInt32, {c.num_experts});
       a.is_token_in_rank = in_rank.view(DType::kBool, {kTokens, c.num_ranks});
       if (num_nodes > 0) a.num_tokens_per_rdma_rank = per_rdma.view(DType::kInt32, {num_nodes});
-      MOE_EP_CUDA_CHECK(cudaEventRecord(start, stream));
-      host::launch_dispatch_layout(a, c.num_ranks, per_node, 0, workspace,
+    }
+    StreamTimer timer;
+    const Stats us = timer.repeat(10, kIters, [&](cudaStream_t stream, int it) {
+      host::launch_dispatch_layout(args[it % kSets], c.num_ranks, per_node, 0, workspace,
                                    static_cast<protocol::DeviceState*>(state.get()),
                                    static_cast<protocol::ErrorRecord*>(error.device()), stream);
-      MOE_EP_CUDA_CHECK(cudaEventRecord(stop, stream));
-      MOE_EP_CUDA_CHECK(cudaEventSynchronize(stop));
-      float ms = 0;
-      MOE_EP_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
-      if (it >= 10) us.push_back(ms * 1e3);
-    }
+    });
     if (static_cast<protocol::ErrorRecord*>(error.host())->code != 0) throw std::runtime_error("layout bench: device error");
     Row row;
     row.bench = "layout";
     row.problem = c.num_experts == 256 ? "ht-v3" : "ht-v3-e128";
     row.num_ranks = c.num_ranks;
-    row.time_us = stats_of(us);
+    row.time_us = us;
     const double bytes = static_cast<double>(kTokens) * kTopk * 8;
     row.floor_us = bytes / copy_bandwidth * 1e6;
     row.efficiency = row.floor_us / row.time_us.median;
     row.note = "topk_idx " + std::to_string(static_cast<int>(bytes / 1024)) + " KiB read";
     report.add(row);
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    cudaStreamDestroy(stream);
   }
 }
 
