@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <barrier>
-#include <chrono>
 #include <cstdio>
 #include <cmath>
 #include <cstring>
@@ -204,6 +203,16 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
     buffer.get_dispatch_layout(layout);
     rs.handle.rank_prefix_matrix = rs.prefix.view(DType::kInt32, {R, R});
     rs.handle.send_pos = rs.send_pos.view(DType::kInt32, {num_tokens, R});
+    // Views of the preallocated outputs (and the handle's source indices) for `rows` rows.
+    auto outputs_for = [&](std::int64_t rows) {
+      rs.handle.recv_src_idx = rs.src_idx.view(DType::kInt32, {rows});
+      DispatchOutputs out;
+      out.recv_x = rs.recv_x.view(fp8 ? DType::kFloat8E4M3 : DType::kBFloat16, {rows, kHidden});
+      if (fp8) out.recv_x_scales = rs.recv_scales.view(DType::kFloat32, {rows, num_scales});
+      out.recv_topk_idx = rs.recv_topk.view(DType::kInt64, {rows, kTopk});
+      out.recv_topk_weights = rs.recv_weights.view(DType::kFloat32, {rows, kTopk});
+      return out;
+    };
     for (int it = 0; it < total; ++it) {
       const int set = it % kInputSets;
       DispatchArgs a;
@@ -220,14 +229,7 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
       MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 0], stream));
       const DispatchCounts counts = buffer.dispatch_notify(a, rs.handle);
       rs.num_recv = counts.num_recv_tokens;
-      rs.handle.recv_src_idx = rs.src_idx.view(DType::kInt32, {counts.num_recv_rows});
-      DispatchOutputs out;
-      a.num_worst_tokens = 0;
-      out.recv_x = rs.recv_x.view(a.x.dtype, {counts.num_recv_rows, kHidden});
-      if (fp8) out.recv_x_scales = rs.recv_scales.view(DType::kFloat32, {counts.num_recv_rows, num_scales});
-      out.recv_topk_idx = rs.recv_topk.view(DType::kInt64, {counts.num_recv_rows, kTopk});
-      out.recv_topk_weights = rs.recv_weights.view(DType::kFloat32, {counts.num_recv_rows, kTopk});
-      buffer.dispatch_receive(a, rs.handle, out);
+      buffer.dispatch_receive(a, rs.handle, outputs_for(counts.num_recv_rows));
       MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 1], stream));
       CombineArgs c;
       c.x = rs.combine_x.view(DType::kBFloat16, {counts.num_recv_rows, kHidden});
@@ -236,14 +238,8 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
       c.stream.compute_stream = stream;
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       sync_point.arrive_and_wait();
-      const auto launch_begin = std::chrono::steady_clock::now();
       MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 2], stream));
       buffer.combine(c, rs.handle);
-      if (it == 0) {
-        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                                              launch_begin).count();
-        std::fprintf(stderr, "[bench] rank %d: first combine launched in %lld us (host)\n", r, static_cast<long long>(us));
-      }
       MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 3], stream));
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       buffer.check_error();
@@ -253,12 +249,7 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
       sync_point.arrive_and_wait();
       MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 4], stream));
       const DispatchCounts worst = buffer.dispatch_notify(a, rs.handle);
-      rs.handle.recv_src_idx = rs.src_idx.view(DType::kInt32, {worst.num_recv_rows});
-      out.recv_x = rs.recv_x.view(a.x.dtype, {worst.num_recv_rows, kHidden});
-      if (fp8) out.recv_x_scales = rs.recv_scales.view(DType::kFloat32, {worst.num_recv_rows, num_scales});
-      out.recv_topk_idx = rs.recv_topk.view(DType::kInt64, {worst.num_recv_rows, kTopk});
-      out.recv_topk_weights = rs.recv_weights.view(DType::kFloat32, {worst.num_recv_rows, kTopk});
-      buffer.dispatch_receive(a, rs.handle, out);
+      buffer.dispatch_receive(a, rs.handle, outputs_for(worst.num_recv_rows));
       MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 5], stream));
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       buffer.check_error();
