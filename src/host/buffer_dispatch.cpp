@@ -143,8 +143,7 @@ DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle&
   runtime::DeviceGuard guard(impl_->device);
   impl_->ensure_usable(op);
   const DispatchShape s = check_dispatch_args(op, *impl_, args, handle, cached);
-  const int num_sms = impl_->checked_num_sms(op, args.config);
-  (void)num_sms;
+  impl_->checked_num_sms(op, args.config);  // rejected here, before any launch, not only at the copy step
   const bool host_sync = !cached && args.num_worst_tokens == 0;
   if (host_sync) {
     cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
