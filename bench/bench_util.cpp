@@ -75,6 +75,10 @@ void Report::print_table() const {
                 r.num_ranks, r.num_sms, r.time_us.median, r.time_us.p10, r.time_us.p99, r.logical_gbps_per_rank,
                 r.floor_us, r.efficiency, r.note.c_str());
   }
+  for (const Goal& g : goals_) {
+    std::printf("goal      %-11s %5d  %-30s %9.2f %s %8.2f  %s\n", g.problem.c_str(), g.num_ranks, g.what.c_str(), g.value,
+                g.below ? "< " : ">=", g.target, g.pass() ? "PASS" : "MISS");
+  }
   std::fflush(stdout);
 }
 
@@ -95,8 +99,18 @@ void Report::write_json(const std::string& dir, const std::string& gpu, double c
           << ", \"num_sms\": " << r.num_sms << ", \"median_us\": " << r.time_us.median << ", \"p10_us\": " << r.time_us.p10
           << ", \"p99_us\": " << r.time_us.p99 << ", \"min_us\": " << r.time_us.min
           << ", \"logical_GBps_per_rank\": " << r.logical_gbps_per_rank << ", \"floor_us\": " << r.floor_us
-          << ", \"efficiency\": " << r.efficiency << ", \"note\": \"" << r.note << "\"}" << (i + 1 < rows.size() ? "," : "")
-          << "\n";
+          << ", \"efficiency\": " << r.efficiency << ", \"note\": \"" << r.note << "\"";
+      for (const auto& [name, value] : r.metrics) out << ", \"" << name << "\": " << value;
+      out << "}" << (i + 1 < rows.size() ? "," : "") << "\n";
+    }
+    out << "], \"goals\": [";
+    bool first = true;
+    for (const Goal& g : goals_) {
+      if (g.problem + "-" + std::to_string(g.num_ranks) != key) continue;
+      out << (first ? "\n" : ",\n") << "  {\"what\": \"" << g.what << "\", \"value\": " << g.value
+          << ", \"op\": \"" << (g.below ? "<" : ">=") << "\", \"target\": " << g.target
+          << ", \"pass\": " << (g.pass() ? "true" : "false") << "}";
+      first = false;
     }
     out << "]}\n";
   }

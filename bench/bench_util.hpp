@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <cuda_runtime_api.h>
@@ -56,17 +57,33 @@ struct Row {
   double floor_us = 0;               // minimal HBM traffic / copy bandwidth
   double efficiency = 0;             // floor / median
   std::string note;
+  std::vector<std::pair<std::string, double>> metrics;  // extra JSON fields (name, value)
+};
+
+// A target of an issue checked against a measured number, printed after the table.
+struct Goal {
+  std::string problem;
+  int num_ranks = 1;
+  std::string what;        // "ll-disp-g efficiency", ...
+  double value = 0;
+  double target = 0;
+  bool below = false;      // pass when value < target; otherwise when value >= target
+  bool pass() const { return below ? value < target : value >= target; }
 };
 
 class Report {
  public:
   void add(const Row& row) { rows_.push_back(row); }
+  void add_goal(const Goal& goal) { goals_.push_back(goal); }
+  const std::vector<Row>& rows() const { return rows_; }
+  // The rows, then one PASS/MISS line per goal.
   void print_table() const;
   // One JSON file per (problem, ranks) under dir (created if missing).
   void write_json(const std::string& dir, const std::string& gpu_name, double copy_bandwidth) const;
 
  private:
   std::vector<Row> rows_;
+  std::vector<Goal> goals_;
 };
 
 std::string gpu_name();

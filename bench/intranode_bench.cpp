@@ -13,7 +13,9 @@
 #include <random>
 #include <stdexcept>
 
+#include "fast_random.hpp"
 #include "moe_ep/buffer.hpp"
+#include "rank_spans.hpp"
 #include "reference/reference.hpp"
 #include "runtime/cuda_check.hpp"
 #include "support/device_array.hpp"
@@ -25,29 +27,7 @@ namespace {
 
 using test::DeviceArray;
 
-// Cheap random payloads (xorshift): benchmark inputs are large, and std distributions
-// would dominate the run. Never zero: bf16 values are +-[0.5, 2), e4m3 codes finite non-zero.
-std::vector<std::uint16_t> fast_bf16(std::uint64_t seed, std::size_t count) {
-  std::vector<std::uint16_t> v(count);
-  std::uint64_t x = seed | 1;
-  for (auto& e : v) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    e = static_cast<std::uint16_t>(0x3f00u | (x & 0x80ffu));  // exponent 126, random sign and mantissa
-  }
-  return v;
-}
-std::vector<std::uint8_t> fast_e4m3(std::uint64_t seed, std::size_t count) {
-  std::vector<std::uint8_t> v(count);
-  std::uint64_t x = seed | 1;
-  for (auto& e : v) {
-    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-    e = static_cast<std::uint8_t>(0x30u | (x & 0x8fu));  // exponent bits 0110: finite, non-zero
-  }
-  return v;
-}
 constexpr int kHidden = 7168, kTopk = 8, kExperts = 256, kInputSets = 2, kWarmup = 5;
-// Per iteration: dispatch start/end, combine start/end, no-host-sync dispatch start/end.
-constexpr int kEventsPerIteration = 6;
 
 struct RankState {
   std::vector<std::vector<std::uint8_t>> host_x;  // per input set
@@ -63,29 +43,7 @@ struct RankState {
   DeviceArray<std::uint16_t> combine_x, combined;
   DispatchHandle handle;
   std::int64_t num_recv = 0;
-  std::vector<cudaEvent_t> events;  // [iteration][kEventsPerIteration]
 };
-
-double event_us(cudaEvent_t from, cudaEvent_t to) {
-  float ms = 0;
-  MOE_EP_CUDA_CHECK(cudaEventElapsedTime(&ms, from, to));
-  return ms * 1e3;
-}
-
-// Last end minus first start over ranks, for the op whose events sit at `slot`.
-std::vector<double> op_times(const std::vector<RankState>& ranks, int iterations, int slot) {
-  std::vector<double> out;
-  for (int it = 0; it < iterations; ++it) {
-    cudaEvent_t origin = ranks[0].events[it * kEventsPerIteration + slot];
-    double first = 0, last = 0;
-    for (const auto& r : ranks) {
-      first = std::min(first, event_us(origin, r.events[it * kEventsPerIteration + slot]));
-      last = std::max(last, event_us(origin, r.events[it * kEventsPerIteration + slot + 1]));
-    }
-    if (it >= kWarmup) out.push_back(last - first);
-  }
-  return out;
-}
 
 void check_results(const std::vector<RankState>& ranks, int row_bytes, int set) {
   const int R = static_cast<int>(ranks.size());
@@ -182,12 +140,12 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
     rs.host_combine_x = fast_bf16(rng(), capacity * kHidden);
     rs.combine_x = DeviceArray<std::uint16_t>(rs.host_combine_x);
     rs.combined = DeviceArray<std::uint16_t>(static_cast<std::size_t>(num_tokens) * kHidden);
-    rs.events.resize(static_cast<std::size_t>(iterations + kWarmup) * kEventsPerIteration);
-    for (auto& e : rs.events) MOE_EP_CUDA_CHECK(cudaEventCreate(&e));
   }
 
   std::barrier sync_point(R);
   const int total = iterations + kWarmup;
+  // Dispatch (host sync on counts), combine, dispatch without host sync (num_worst_tokens).
+  RankSpans dispatch_spans(R, total), combine_spans(R, total), worst_spans(R, total);
   test::run_on_ranks(R, [&](int r) {
     MOE_EP_CUDA_CHECK(cudaSetDevice(0));
     auto& rs = ranks[r];
@@ -226,11 +184,11 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
       a.config.num_sms = num_sms;
       a.stream.compute_stream = stream;
       sync_point.arrive_and_wait();
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 0], stream));
+      dispatch_spans.start(r, it, stream);
       const DispatchCounts counts = buffer.dispatch_notify(a, rs.handle);
       rs.num_recv = counts.num_recv_tokens;
       buffer.dispatch_receive(a, rs.handle, outputs_for(counts.num_recv_rows));
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 1], stream));
+      dispatch_spans.stop(r, it, stream);
       CombineArgs c;
       c.x = rs.combine_x.view(DType::kBFloat16, {counts.num_recv_rows, kHidden});
       c.combined_x = rs.combined.view(DType::kBFloat16, {num_tokens, kHidden});
@@ -238,19 +196,19 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
       c.stream.compute_stream = stream;
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       sync_point.arrive_and_wait();
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 2], stream));
+      combine_spans.start(r, it, stream);
       buffer.combine(c, rs.handle);
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 3], stream));
+      combine_spans.stop(r, it, stream);
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       buffer.check_error();
       // The same dispatch without the host sync on counts (num_worst_tokens): the
       // kernel-side time; rows past the received count stay untouched.
       a.num_worst_tokens = static_cast<int>(capacity);
       sync_point.arrive_and_wait();
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 4], stream));
+      worst_spans.start(r, it, stream);
       const DispatchCounts worst = buffer.dispatch_notify(a, rs.handle);
       buffer.dispatch_receive(a, rs.handle, outputs_for(worst.num_recv_rows));
-      MOE_EP_CUDA_CHECK(cudaEventRecord(rs.events[it * kEventsPerIteration + 5], stream));
+      worst_spans.stop(r, it, stream);
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       buffer.check_error();
     }
@@ -267,13 +225,14 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
   recv_rows /= R;
   const char* names[] = {"dispatch", "combine", "dispatch"};
   const char* notes[] = {"API-level, host sync on counts", "checked", "num_worst_tokens: no host sync"};
+  const RankSpans* spans[] = {&dispatch_spans, &combine_spans, &worst_spans};
   for (int op = 0; op < 3; ++op) {
     Row row;
     row.bench = names[op];
     row.problem = problem;
     row.num_ranks = R;
     row.num_sms = num_sms;
-    row.time_us = stats_of(op_times(ranks, total, op * 2));
+    row.time_us = spans[op]->stats(kWarmup);
     const bool is_dispatch = op != 1;
     const double logical = recv_rows * (is_dispatch ? row_with_scales : kHidden * 2.0);
     row.logical_gbps_per_rank = logical / (row.time_us.median * 1e-6) / 1e9;
@@ -281,9 +240,6 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
     row.efficiency = row.floor_us / row.time_us.median;
     row.note = notes[op];
     report.add(row);
-  }
-  for (auto& rs : ranks) {
-    for (auto& e : rs.events) cudaEventDestroy(e);
   }
 }
 

@@ -1,5 +1,7 @@
 // moe_ep_bench: prints a table and writes JSON under $OUT/bench (or ./bench_results).
-//   moe_ep_bench [--quick] [--ranks 1,2,4,8]
+//   moe_ep_bench [--quick] [--ranks 1,2,4,8] [--low-latency | --no-low-latency]
+//     --low-latency: only the low-latency (decode) benchmark (plus copy bandwidth and
+//     launch floor); --no-low-latency: skip it
 //   moe_ep_bench --cpu-reference      (no GPU needed)
 #include <cstdio>
 #include <cstdlib>
@@ -14,6 +16,7 @@
 #include "intranode_bench.hpp"
 #include "launch_floor.hpp"
 #include "layout_bench.hpp"
+#include "low_latency_bench.hpp"
 
 int main(int argc, char** argv) {
   using namespace moe_ep::bench;
@@ -25,11 +28,13 @@ int main(int argc, char** argv) {
     std::printf("SKIPPED: no CUDA device; benchmarks need a GPU\n");
     return 0;
   }
-  bool quick = false;
+  bool quick = false, intranode = true, low_latency = true;
   std::vector<int> ranks = {1, 2, 4, 8};
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") quick = true;
+    if (arg == "--low-latency") intranode = false;
+    if (arg == "--no-low-latency") low_latency = false;
     if (arg == "--ranks" && i + 1 < argc) {
       ranks.clear();
       std::stringstream list(argv[++i]);
@@ -52,15 +57,20 @@ int main(int argc, char** argv) {
     floor.time_us = measure_launch_floor(200);
     floor.note = "empty kernel between events: the floor of small-kernel timings";
     report.add(floor);
-    run_layout_bench(report, copy_bw);
-    for (int r : ranks) {
-      for (const char* problem : {"ht-v3", "ht-v3-bf16"}) {
-        run_intranode_bench(report, copy_bw, problem, r, 4096, quick ? 10 : 50);
+    if (intranode) {
+      run_layout_bench(report, copy_bw);
+      for (int r : ranks) {
+        for (const char* problem : {"ht-v3", "ht-v3-bf16"}) {
+          run_intranode_bench(report, copy_bw, problem, r, 4096, quick ? 10 : 50);
+        }
       }
     }
+    // A failing low-latency case is reported in its row; the table still prints.
+    const bool low_latency_ok = !low_latency || run_low_latency_benches(report, copy_bw, ranks, quick ? 50 : 200);
     const char* out = std::getenv("OUT");
     report.write_json(out != nullptr ? std::string(out) + "/bench" : "bench_results", gpu, copy_bw);
     report.print_table();
+    if (!low_latency_ok) return 1;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "benchmark failed: %s\n", e.what());
     return 1;

@@ -12,12 +12,16 @@
 #include "moe_ep/event.hpp"
 #include "moe_ep/group.hpp"
 #include "moe_ep/intranode.hpp"
+#include "moe_ep/low_latency.hpp"
 
 namespace moe_ep {
 
 struct BufferOptions {
-  bool low_latency_mode = false;
+  bool low_latency_mode = false;  // num_rdma_bytes then holds the low-latency region
   std::uint64_t timeout_ns = kDefaultTimeoutNs;  // bound of every device wait
+  // Low latency: a peer whose wait expires is masked (skipped from then on) instead of
+  // failing the call (deep_ep's enable_shrink).
+  bool enable_shrink = false;
 };
 
 // Test-only fault injection (TEST_CASES.md F1/F3): a rank that skips its next collective
@@ -65,6 +69,30 @@ class Buffer {
 
   // ---- high-throughput combine ---------------------------------------------------
   Event combine(const CombineArgs& args, const DispatchHandle& handle);
+
+  // ---- low-latency dispatch / combine (needs low_latency_mode) ----------------------
+  // Launches on the caller's stream (the comm stream with async_finish). No host sync.
+  // Tensors of the handle are caller-allocated (shapes in LowLatencyHandle). Device-side
+  // errors (bad expert ids, timeouts, peers that disagree on shapes) surface at the next
+  // call or check_error().
+  LowLatencyCall low_latency_dispatch(const LowLatencyDispatchArgs& args, const LowLatencyDispatchOutputs& out,
+                                      LowLatencyHandle& handle);
+  LowLatencyCall low_latency_combine(const LowLatencyCombineArgs& args, const LowLatencyHandle& handle);
+  // The [num_local_experts, num_ranks * max_tokens, hidden] bf16 region that the next
+  // low-latency call reads with zero_copy: write the expert outputs there.
+  TensorView next_low_latency_combine_buffer(const LowLatencyHandle& handle) const;
+  // Collective. Zeroes the low-latency flags of every rank (deep_ep's clean_low_latency_buffer);
+  // needed only after an error, as reset() does.
+  void clean_low_latency_buffer();
+  // Rank masking (enable_shrink). Local to this rank, ordered on `stream`.
+  void low_latency_update_mask(int rank_to_mask, bool mask, cudaStream_t stream = nullptr);
+  void low_latency_query_mask(const TensorView& mask_status, cudaStream_t stream = nullptr);  // [num_ranks] int32
+  void low_latency_clean_mask(cudaStream_t stream = nullptr);
+  // Bytes of num_rdma_bytes for low-latency calls up to these sizes (deep_ep's
+  // get_low_latency_rdma_size_hint); sized for a process group (staged combine) and for
+  // zero_copy / use_logfmt. In-process groups without them need only the dispatch part.
+  static std::int64_t low_latency_size_hint(int max_tokens_per_rank, int hidden, int num_ranks, int num_experts);
+  std::int64_t num_rdma_bytes() const;
 
   // Raises the error a device wait or device-side check recorded (Timeout,
   // InvalidArgument); the buffer then refuses calls until reset().

@@ -1,9 +1,11 @@
 """moe_ep.Buffer: deep_ep's Buffer (names, argument order, defaults, return shapes) over
 the C++ Buffer of one rank. Intranode high-throughput calls live in layout.py,
-dispatch.py and combine.py; modes moe_ep lacks raise NotImplementedError (unsupported.py)."""
+dispatch.py and combine.py, low-latency calls in low_latency.py; modes moe_ep lacks
+raise NotImplementedError (unsupported.py)."""
 from typing import Optional
 
 from . import _C, groups
+from . import low_latency as _ll
 from .combine import combine as _combine
 from .config import Config
 from .dispatch import dispatch as _dispatch
@@ -11,6 +13,7 @@ from .event_overlap import EventOverlap
 from .layout import get_dispatch_layout as _get_dispatch_layout
 from .streams import current_stream_handle
 from .unsupported import UnsupportedModes, not_available
+from .views import view
 
 _DEEP_EP_DEFAULT_NUM_SMS = 20
 
@@ -29,21 +32,22 @@ class Buffer(UnsupportedModes):
         if _C.num_cuda_devices() == 0:
             raise RuntimeError("moe_ep.Buffer: no CUDA device is present; moe_ep needs an NVIDIA GPU "
                                "(its kernels are built for sm_" + _C.cuda_architectures + ")")
-        if low_latency_mode:
-            raise not_available("Buffer(low_latency_mode=True)", "low-latency mode")
-        if num_rdma_bytes:
-            raise not_available(f"Buffer(num_rdma_bytes={num_rdma_bytes})",
-                                "the RDMA transport (internode and low-latency modes)")
+        if num_rdma_bytes and not low_latency_mode:
+            raise not_available(f"Buffer(num_rdma_bytes={num_rdma_bytes}) without low_latency_mode",
+                                "the internode RDMA transport")
         native_group = groups.resolve(group, comm)
         self.group, self.comm, self._group = group, comm, native_group
         self.rank, self.group_size = native_group.rank, native_group.size
         self._num_nodes = max(1, native_group.size // max(1, native_group.num_ranks_per_node))
-        self.num_nvl_bytes, self.num_rdma_bytes = num_nvl_bytes, 0
-        self.low_latency_mode, self.explicitly_destroy = False, explicitly_destroy
+        self.num_nvl_bytes, self.num_rdma_bytes = num_nvl_bytes, num_rdma_bytes
+        self.low_latency_mode, self.enable_shrink = low_latency_mode, enable_shrink
+        self.explicitly_destroy = explicitly_destroy
         self._comm_stream = None
         self._configs = {}
-        self.runtime = _C.Buffer(native_group, num_nvl_bytes, 0,
-                                 _C.DEFAULT_TIMEOUT_NS if timeout_ns is None else timeout_ns)
+        # num_rdma_bytes holds the low-latency region (every rank maps its peers' over NVLink).
+        self.runtime = _C.Buffer(native_group, num_nvl_bytes, num_rdma_bytes,
+                                 _C.DEFAULT_TIMEOUT_NS if timeout_ns is None else timeout_ns,
+                                 low_latency_mode=low_latency_mode, enable_shrink=enable_shrink)
 
     def _live(self):
         if self.runtime is None:
@@ -86,6 +90,13 @@ class Buffer(UnsupportedModes):
         if Buffer._num_sms_set or Buffer.num_sms != _DEEP_EP_DEFAULT_NUM_SMS:
             config.num_sms = Buffer.num_sms
         return config
+
+    @staticmethod
+    def get_low_latency_rdma_size_hint(num_max_dispatch_tokens_per_rank: int, hidden: int, num_ranks: int,
+                                       num_experts: int) -> int:
+        """num_rdma_bytes that low-latency calls of up to these sizes need, in any group and mode
+        (in-process groups without zero_copy / use_logfmt need less)."""
+        return _C.Buffer.low_latency_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_ranks, num_experts)
 
     @staticmethod
     def intranode_size_hint(max_tokens_per_rank: int, num_ranks: int, hidden_bytes: int = 0) -> int:
@@ -142,6 +153,48 @@ class Buffer(UnsupportedModes):
                 allocate_on_comm_stream: bool = False):
         return _combine(self, x, handle, topk_weights, bias, config, previous_event, async_finish,
                         allocate_on_comm_stream)
+
+    # ---- low-latency calls (Buffer(..., num_rdma_bytes, low_latency_mode=True)) ---------
+    def clean_low_latency_buffer(self, num_max_dispatch_tokens_per_rank: int, hidden: int, num_experts: int) -> None:
+        """Collective: zeroes every rank's low-latency flags (only needed after an error; the
+        sizes are deep_ep's arguments, the whole region is cleaned)."""
+        self._live().clean_low_latency_buffer()
+
+    def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank: int, num_experts: int,
+                             cumulative_local_expert_recv_stats=None, dispatch_wait_recv_cost_stats=None,
+                             use_fp8: bool = True, round_scale: bool = False, use_ue8m0: bool = False,
+                             async_finish: bool = False, return_recv_hook: bool = False):
+        return _ll.low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
+                                        cumulative_local_expert_recv_stats, dispatch_wait_recv_cost_stats, use_fp8,
+                                        round_scale, use_ue8m0, async_finish, return_recv_hook)
+
+    def low_latency_combine(self, x, topk_idx, topk_weights, handle: tuple, use_logfmt: bool = False,
+                            zero_copy: bool = False, async_finish: bool = False, return_recv_hook: bool = False,
+                            out=None, combine_wait_recv_cost_stats=None):
+        return _ll.low_latency_combine(self, x, topk_idx, topk_weights, handle, use_logfmt, zero_copy, async_finish,
+                                       return_recv_hook, out, combine_wait_recv_cost_stats)
+
+    def get_next_low_latency_combine_buffer(self, handle: object):
+        return _ll.get_next_low_latency_combine_buffer(self, handle)
+
+    def _require_shrink(self, what):
+        if not self.enable_shrink:
+            raise ValueError(f"Buffer.{what}: rank masking needs Buffer(..., enable_shrink=True)")
+        return self._live()
+
+    def low_latency_update_mask_buffer(self, rank_to_mask: int, mask: bool = False):
+        """Masks (or unmasks) a rank for this rank's low-latency calls, on the current stream."""
+        runtime = self._require_shrink("low_latency_update_mask_buffer")
+        runtime.low_latency_update_mask(rank_to_mask, mask, current_stream_handle())
+
+    def low_latency_query_mask_buffer(self, mask_status):
+        """Writes 1 for masked ranks into mask_status ([num_ranks] int32), on the current stream."""
+        runtime = self._require_shrink("low_latency_query_mask_buffer")
+        runtime.low_latency_query_mask(view(mask_status, "mask_status"), current_stream_handle())
+
+    def low_latency_clean_mask_buffer(self):
+        """Unmasks every rank (local), on the current stream."""
+        self._require_shrink("low_latency_clean_mask_buffer").low_latency_clean_mask(current_stream_handle())
 
     # ---- moe_ep extras ---------------------------------------------------------------
     def check_error(self) -> None:

@@ -1,6 +1,7 @@
-// Buffer: construction from a Group (collective), the collective calls taking the
-// argument structs, error check and reset. Every call that can block (on peers, on the
-// device or on a host collective) releases the GIL so the other ranks' threads can run.
+// Buffer: construction from a Group (collective), the intranode calls taking the argument
+// structs, error check and reset; the low-latency methods are in buffer_low_latency.cpp.
+// Every call that can block (on peers, on the device or on a host collective) releases
+// the GIL so the other ranks' threads can run.
 #include <memory>
 
 #include <nanobind/stl/shared_ptr.h>
@@ -13,16 +14,19 @@ namespace moe_ep::bindings {
 void bind_buffer(nb::module_& m) {
   using namespace nb::literals;
   using release = nb::call_guard<nb::gil_scoped_release>;
-  nb::class_<Buffer>(m, "Buffer", "The communication buffer of one rank (every call is collective).")
-      .def(
+  nb::class_<Buffer> cls(m, "Buffer", "The communication buffer of one rank (every call is collective).");
+  cls.def(
           "__init__",
           [](Buffer* self, std::shared_ptr<Group> group, std::int64_t num_nvl_bytes, std::int64_t num_rdma_bytes,
-             std::uint64_t timeout_ns) {
+             std::uint64_t timeout_ns, bool low_latency_mode, bool enable_shrink) {
             BufferOptions options;
             options.timeout_ns = timeout_ns;
+            options.low_latency_mode = low_latency_mode;
+            options.enable_shrink = enable_shrink;
             new (self) Buffer(std::move(group), num_nvl_bytes, num_rdma_bytes, options);
           },
-          "group"_a, "num_nvl_bytes"_a, "num_rdma_bytes"_a = 0, "timeout_ns"_a = kDefaultTimeoutNs, release())
+          "group"_a, "num_nvl_bytes"_a, "num_rdma_bytes"_a = 0, "timeout_ns"_a = kDefaultTimeoutNs,
+          "low_latency_mode"_a = false, "enable_shrink"_a = false, release())
       .def_prop_ro("rank", &Buffer::rank)
       .def_prop_ro("num_ranks", &Buffer::num_ranks)
       .def_prop_ro("device", &Buffer::device)
@@ -47,6 +51,7 @@ void bind_buffer(nb::module_& m) {
           "skip_calls"_a = 0, "delay_ns"_a = 0)
       .def_static("intranode_size_hint", &Buffer::intranode_size_hint, "max_tokens_per_rank"_a, "num_ranks"_a,
                   "hidden_bytes"_a = 0);
+  bind_buffer_low_latency(cls);
 }
 
 }  // namespace moe_ep::bindings

@@ -15,5 +15,6 @@ NB_MODULE(_C, m) {
   bind_group(m);
   bind_call_args(m);
   bind_dispatch_handle(m);
+  bind_low_latency_args(m);
   bind_buffer(m);
 }

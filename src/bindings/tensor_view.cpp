@@ -1,6 +1,7 @@
 // DLPack arrays (torch tensors on CUDA) -> moe_ep::TensorView: pointer, dtype from the
 // DLPack (code << 8 | bits), shape and strides in elements. Arrays are never converted
-// or copied (.noconvert()): an output written to a temporary would be lost.
+// or copied (.noconvert()): an output written to a temporary would be lost. And back:
+// to_array exports a view of library memory (e.g. the zero-copy combine buffer).
 #include <string>
 #include <vector>
 
@@ -42,6 +43,22 @@ std::vector<std::int64_t> first(const std::array<std::int64_t, TensorView::kMaxD
 }
 
 }  // namespace
+
+CudaArray to_array(const TensorView& view, int device, nb::handle owner) {
+  std::size_t shape[TensorView::kMaxDims] = {};
+  std::int64_t strides[TensorView::kMaxDims] = {};
+  for (int d = 0; d < view.ndim; ++d) {
+    shape[d] = static_cast<std::size_t>(view.shape[d]);
+    strides[d] = view.strides[d];
+  }
+  const auto code = static_cast<unsigned>(view.dtype);
+  nb::dlpack::dtype dt;
+  dt.code = static_cast<std::uint8_t>(code >> 8);
+  dt.bits = static_cast<std::uint8_t>(code & 0xffu);
+  dt.lanes = 1;
+  return CudaArray(view.data, static_cast<std::size_t>(view.ndim), shape, owner, strides, dt,
+                   nb::device::cuda::value, device);
+}
 
 void bind_tensor_view(nb::module_& m) {
   nb::class_<TensorView>(m, "TensorView", "Non-owning view of CUDA memory (the caller keeps the tensor alive).")

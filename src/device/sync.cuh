@@ -26,6 +26,27 @@ __device__ __forceinline__ void store_release_sys(std::uint64_t* p, std::uint64_
   asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
 
+// GPU-scope variants: enough when every peer runs on this GPU (in-process ranks, or
+// processes under MPS), and much cheaper than a system-scope fence.
+__device__ __forceinline__ std::uint64_t load_acquire_gpu(const std::uint64_t* p) {
+  std::uint64_t v;
+  asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+  return v;
+}
+__device__ __forceinline__ void store_release_gpu(std::uint64_t* p, std::uint64_t v) {
+  asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+__device__ __forceinline__ std::uint64_t load_acquire(const std::uint64_t* p, bool gpu_scope) {
+  return gpu_scope ? load_acquire_gpu(p) : load_acquire_sys(p);
+}
+__device__ __forceinline__ void store_release(std::uint64_t* p, std::uint64_t v, bool gpu_scope) {
+  if (gpu_scope) {
+    store_release_gpu(p, v);
+  } else {
+    store_release_sys(p, v);
+  }
+}
+
 __device__ __forceinline__ void sleep_until(std::uint64_t deadline_ns) {
   while (global_timer_ns() < deadline_ns) __nanosleep(1000);
 }
@@ -52,18 +73,21 @@ enum class WaitResult { kOk, kTimeout, kMismatch, kPeerFailed };
 // Waits until the flag at `flag` (written by `peer`) carries epoch >= tag's epoch.
 // Returns kMismatch when the peer is at this epoch with another op, kPeerFailed when
 // it signalled failure; records the error in every non-ok case.
+// With record_timeout false an expiry is only returned (low latency masks the peer).
 __device__ __forceinline__ WaitResult wait_tag(const std::uint64_t* flag, std::uint64_t tag,
                                                std::uint64_t timeout_ns, protocol::ErrorRecord* rec,
-                                               int rank, protocol::Phase phase, int peer) {
+                                               int rank, protocol::Phase phase, int peer,
+                                               bool record_timeout = true, bool gpu_scope = false) {
   const std::uint64_t start = global_timer_ns();
-  std::uint64_t seen = load_acquire_sys(flag);
+  std::uint64_t seen = load_acquire(flag, gpu_scope);
   while (protocol::tag_epoch(seen) < protocol::tag_epoch(tag)) {
     if (global_timer_ns() - start > timeout_ns) {
+      if (!record_timeout) return WaitResult::kTimeout;
       record_error(rec, protocol::ErrorCode::kTimeout, rank, phase, peer, static_cast<std::int64_t>(tag),
                    static_cast<std::int64_t>(seen), static_cast<std::int64_t>(start));
       return WaitResult::kTimeout;
     }
-    seen = load_acquire_sys(flag);
+    seen = load_acquire(flag, gpu_scope);
   }
   if (protocol::tag_epoch(seen) == protocol::tag_epoch(tag)) {
     if (protocol::tag_op(seen) != protocol::tag_op(tag)) {

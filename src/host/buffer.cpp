@@ -25,13 +25,14 @@ std::atomic<std::uint64_t> next_buffer_id{1};
 
 struct ConstructionRecord {
   std::int64_t num_nvl_bytes;
+  std::int64_t num_rdma_bytes;
   int device;
   int low_latency_mode;
 };
 
 }  // namespace
 
-Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, BufferOptions opts)
+Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::int64_t num_rdma_bytes, BufferOptions opts)
     : group(std::move(g)), options(opts), rank(group->rank()), num_ranks(group->size()), device(group->device()),
       id(next_buffer_id.fetch_add(1)), guard_for_construction(device) {
   const std::string op = "Buffer";
@@ -42,18 +43,21 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, BufferO
   MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&num_device_sms, cudaDevAttrMultiProcessorCount, device));
 
   // Every rank must agree on the buffer's shape (TEST_CASES B7): compare collectively.
-  ConstructionRecord mine{num_nvl_bytes, device, options.low_latency_mode ? 1 : 0};
+  ConstructionRecord mine{num_nvl_bytes, num_rdma_bytes, device, options.low_latency_mode ? 1 : 0};
   std::vector<ConstructionRecord> all(num_ranks);
   group->allgather(&mine, sizeof(mine), all.data());
   std::ostringstream disagreement;
   for (int r = 0; r < num_ranks; ++r) {
-    if (all[r].num_nvl_bytes != all[0].num_nvl_bytes || all[r].low_latency_mode != all[0].low_latency_mode) {
+    if (all[r].num_nvl_bytes != all[0].num_nvl_bytes || all[r].num_rdma_bytes != all[0].num_rdma_bytes ||
+        all[r].low_latency_mode != all[0].low_latency_mode) {
       disagreement << " rank " << r << ": num_nvl_bytes=" << all[r].num_nvl_bytes
-                   << " low_latency_mode=" << all[r].low_latency_mode << ";";
+                   << " num_rdma_bytes=" << all[r].num_rdma_bytes << " low_latency_mode=" << all[r].low_latency_mode
+                   << ";";
     }
   }
   if (!disagreement.str().empty()) {
     host::fail(op, "ranks disagree (rank 0: num_nvl_bytes=" + std::to_string(all[0].num_nvl_bytes) +
+                       " num_rdma_bytes=" + std::to_string(all[0].num_rdma_bytes) +
                        " low_latency_mode=" + std::to_string(all[0].low_latency_mode) + ";" + disagreement.str() + ")");
   }
   ranks_on_device = 0;
@@ -73,6 +77,11 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, BufferO
   state = runtime::DeviceAllocation(sizeof(protocol::DeviceState));
   host_state = runtime::HostMappedAllocation(sizeof(protocol::HostMappedState));
   layout_workspace = runtime::DeviceAllocation(kernels::layout_workspace_bytes_max());
+  if (num_rdma_bytes > 0) {
+    ll_half_bytes = num_rdma_bytes / 2 / 128 * 128;
+    ll = std::make_unique<runtime::PeerMapping>(*group, static_cast<std::size_t>(2 * ll_half_bytes));
+    kernels::preload_low_latency_kernels();
+  }
   kernels::preload_layout_kernels();
   kernels::preload_notify_kernels();
   kernels::preload_send_kernels();
@@ -89,10 +98,11 @@ Buffer::Buffer(std::shared_ptr<Group> group, std::int64_t num_nvl_bytes, std::in
     cudaGetLastError();
     throw CudaError("Buffer: no CUDA device is present; moe_ep needs an NVIDIA GPU (sm_90 or sm_80)");
   }
-  host::require(num_rdma_bytes == 0, "Buffer",
+  host::require(num_rdma_bytes == 0 || options.low_latency_mode, "Buffer",
                 "num_rdma_bytes=" + std::to_string(num_rdma_bytes) +
-                    ": the RDMA (internode / low-latency) transport is not available in this build yet");
-  impl_ = std::make_unique<Impl>(std::move(group), num_nvl_bytes, options);
+                    " without low_latency_mode: the internode (RDMA) transport is not available in this build yet");
+  host::require(num_rdma_bytes >= 0, "Buffer", "num_rdma_bytes must be >= 0, got " + std::to_string(num_rdma_bytes));
+  impl_ = std::make_unique<Impl>(std::move(group), num_nvl_bytes, num_rdma_bytes, options);
 }
 
 Buffer::~Buffer() {
@@ -133,9 +143,12 @@ void Buffer::reset() {
   runtime::DeviceGuard guard(impl_->device);
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(impl_->comm_stream.get()));
   impl_->group->barrier();  // no peer is still signalling into this buffer
-  MOE_EP_CUDA_CHECK(cudaMemset(impl_->nvl->local(), 0, sizeof(protocol::NvlHeader)));
+  if (impl_->nvl->bytes() >= sizeof(protocol::NvlHeader)) {
+    MOE_EP_CUDA_CHECK(cudaMemset(impl_->nvl->local(), 0, sizeof(protocol::NvlHeader)));
+  }
   MOE_EP_CUDA_CHECK(cudaMemset(impl_->state.get(), 0, sizeof(protocol::DeviceState)));
   std::memset(impl_->host(), 0, sizeof(protocol::HostMappedState));
+  impl_->clear_low_latency_state();
   impl_->failure.clear();
   impl_->skipping_dispatch = false;
   ++impl_->generation;

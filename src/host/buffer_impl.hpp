@@ -7,6 +7,7 @@
 
 #include "host/staging.hpp"
 #include "kernels/intranode/intranode_params.hpp"
+#include "kernels/low_latency/ll_params.hpp"
 #include "moe_ep/buffer.hpp"
 #include "protocol/device_state.hpp"
 #include "runtime/device_memory.hpp"
@@ -15,7 +16,7 @@
 namespace moe_ep {
 
 struct Buffer::Impl {
-  Impl(std::shared_ptr<Group> group, std::int64_t num_nvl_bytes, BufferOptions options);
+  Impl(std::shared_ptr<Group> group, std::int64_t num_nvl_bytes, std::int64_t num_rdma_bytes, BufferOptions options);
 
   std::shared_ptr<Group> group;
   BufferOptions options;
@@ -34,6 +35,13 @@ struct Buffer::Impl {
   runtime::DeviceAllocation state;           // protocol::DeviceState
   runtime::HostMappedAllocation host_state;  // protocol::HostMappedState
   runtime::DeviceAllocation layout_workspace;
+  // Low latency (low_latency_mode): the peer-mapped region of num_rdma_bytes, split in two
+  // halves that alternate between calls; a half is taken again only after the receive of
+  // its previous op was launched.
+  std::unique_ptr<runtime::PeerMapping> ll;
+  std::int64_t ll_half_bytes = 0;
+  int ll_next_parity = 0;
+  bool ll_awaiting_hook[2] = {false, false};
 
   std::string failure;  // non-empty: refuse calls until reset
   FaultInjection fault;
@@ -65,6 +73,21 @@ struct Buffer::Impl {
   host::StagingArea staging(const std::string& op) const;
   int checked_num_sms(const std::string& op, const Config& config) const;
   void check_handle(const std::string& op, const DispatchHandle& handle) const;
+
+  // Low latency: refuses non-LL buffers, then as ensure_usable.
+  void ensure_low_latency(const std::string& op);
+  // The half the next LL op uses; refuses a half whose previous op still awaits its hook.
+  int take_ll_parity(const std::string& op);
+  // Base of this rank's half `parity` (its own mapping).
+  std::uint8_t* ll_local_half(int parity) const;
+  // Refuses a call whose layout does not fit one half.
+  void check_ll_fits(const std::string& op, const protocol::LlHalfLayout& layout, bool staged) const;
+  kernels::LlContext ll_context(protocol::Op op, int parity, const protocol::LlHalfLayout& layout) const;
+  // Zeroes this rank's LL flags and epochs (after a barrier: no peer is signalling).
+  void clear_low_latency_state();
+  // Blocks for a LL kernel with `items` warp-sized work items (at most this rank's SM share).
+  int ll_blocks(std::int64_t items) const;
+  int ll_sm_share() const;  // SMs one rank's LL kernel may use (ranks sharing the device split them)
 };
 
 }  // namespace moe_ep

@@ -12,6 +12,10 @@ const char* phase_name(Phase phase) {
     case Phase::kCombinePublish: return "combine.publish";
     case Phase::kCombineReduce: return "combine.reduce";
     case Phase::kDispatchPublishOutputs: return "dispatch.publish_outputs";
+    case Phase::kLowLatencyDispatchSend: return "low_latency_dispatch.send";
+    case Phase::kLowLatencyDispatchRecv: return "low_latency_dispatch.recv";
+    case Phase::kLowLatencyCombineSend: return "low_latency_combine.send";
+    case Phase::kLowLatencyCombineRecv: return "low_latency_combine.recv";
   }
   return "unknown";
 }
@@ -21,6 +25,8 @@ const char* op_name(std::uint32_t op) {
     case Op::kDispatch: return "dispatch";
     case Op::kCachedDispatch: return "cached dispatch";
     case Op::kCombine: return "combine";
+    case Op::kLowLatencyDispatch: return "low_latency_dispatch";
+    case Op::kLowLatencyCombine: return "low_latency_combine";
   }
   return "unknown operation";
 }

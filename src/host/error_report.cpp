@@ -29,7 +29,12 @@ std::string describe_error(const protocol::ErrorRecord& r) {
           << r.d;
       break;
     case ErrorCode::kCapacity:
-      out << "receives " << r.a << " tokens but num_worst_tokens is " << r.b;
+      if (static_cast<protocol::Phase>(r.phase) == protocol::Phase::kLowLatencyDispatchRecv) {
+        out << "a local expert receives " << r.a << " rows but has only " << r.b
+            << " slots (num_ranks x num_max_dispatch_tokens_per_rank): tokens name it in several top-k slots";
+      } else {
+        out << "receives " << r.a << " tokens but num_worst_tokens is " << r.b;
+      }
       break;
     case ErrorCode::kCountMismatch:
       out << "is_token_in_rank sends " << r.a << " tokens to rank " << r.peer << " but num_tokens_per_rank says "
@@ -37,8 +42,9 @@ std::string describe_error(const protocol::ErrorRecord& r) {
       break;
     case ErrorCode::kShapeMismatch: {
       static const char* const fields[] = {"?", "row bytes (hidden x element size)", "top-k", "num_experts",
-                                           "scales per token"};
-      const int f = r.d >= 1 && r.d <= 4 ? r.d : 0;
+                                           "scales per token", "hidden", "num_max_dispatch_tokens_per_rank",
+                                           "row format (use_fp8 / round_scale / use_logfmt)"};
+      const int f = r.d >= 1 && r.d <= 7 ? r.d : 0;
       out << "ranks disagree on " << fields[f] << ": this rank has " << r.a << ", rank " << r.peer << " has " << r.b;
       break;
     }

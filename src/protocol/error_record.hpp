@@ -19,7 +19,10 @@ enum class ErrorCode : std::int32_t {
 };
 
 // Which per-call shape two ranks disagree on (kShapeMismatch).
-enum class ShapeField : std::int32_t { kRowBytes = 1, kNumTopk = 2, kNumExperts = 3, kNumScales = 4 };
+enum class ShapeField : std::int32_t {
+  kRowBytes = 1, kNumTopk = 2, kNumExperts = 3, kNumScales = 4,
+  kHidden = 5, kMaxTokens = 6, kFormat = 7,  // low latency
+};
 
 enum class Phase : std::int32_t {
   kNone = 0,
@@ -29,6 +32,10 @@ enum class Phase : std::int32_t {
   kCombinePublish = 4,
   kCombineReduce = 5,
   kDispatchPublishOutputs = 6,
+  kLowLatencyDispatchSend = 7,
+  kLowLatencyDispatchRecv = 8,
+  kLowLatencyCombineSend = 9,
+  kLowLatencyCombineRecv = 10,
 };
 
 struct ErrorRecord {
@@ -43,7 +50,9 @@ struct ErrorRecord {
 static_assert(std::is_trivially_copyable_v<ErrorRecord>);
 
 // Operation codes carried in flags, so a peer calling another operation is detected.
-enum class Op : std::uint32_t { kDispatch = 1, kCachedDispatch = 2, kCombine = 3 };
+enum class Op : std::uint32_t {
+  kDispatch = 1, kCachedDispatch = 2, kCombine = 3, kLowLatencyDispatch = 4, kLowLatencyCombine = 5,
+};
 
 // A flag value: [63:8] epoch, [7:1] op, [0] failed.
 constexpr std::uint64_t make_tag(std::uint64_t epoch, Op op, bool failed = false) {

@@ -27,6 +27,10 @@ DeviceAllocation::DeviceAllocation(std::size_t bytes) : bytes_(bytes) {
                     cudaGetErrorString(status) + ")");
   }
   MOE_EP_CUDA_CHECK(cudaMemset(ptr_, 0, bytes));
+  // cudaMemset runs on the legacy stream, which kernels on non-blocking streams do not
+  // wait for: a peer could signal into this memory before the zeros land (or see stale
+  // flags of a freed buffer at the same address). Wait for the zeros.
+  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
 }
 DeviceAllocation::~DeviceAllocation() {
   if (ptr_ != nullptr) cudaFree(ptr_);

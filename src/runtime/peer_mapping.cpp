@@ -39,6 +39,7 @@ PeerMapping::PeerMapping(Group& group, std::size_t bytes) {
   local_ = DeviceAllocation(bytes);
   const int n = group.size();
   bases_.assign(n, nullptr);
+  if (bytes == 0) return;  // nothing to share (every rank agreed on the size beforehand)
   if (group.shares_address_space()) {
     PointerRecord mine{reinterpret_cast<std::uint64_t>(local_.get()), group.device(), 0};
     std::vector<PointerRecord> all(n);

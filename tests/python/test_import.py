@@ -17,9 +17,16 @@ EMPTY = inspect.Parameter.empty
 def test_native_module_loads():
     for name in ("Buffer", "Group", "Event", "Config", "TensorView", "view", "DispatchArgs", "CombineArgs",
                  "LayoutArgs", "DispatchHandle", "DispatchOutputs", "StreamOptions", "make_in_process_group",
-                 "make_process_group", "num_cuda_devices", "keep_pool_memory"):
+                 "make_process_group", "num_cuda_devices", "keep_pool_memory", "LowLatencyHandle",
+                 "LowLatencyDispatchArgs", "LowLatencyDispatchOutputs", "LowLatencyCombineArgs", "LowLatencyHook",
+                 "LowLatencyCall"):
         assert hasattr(_C, name), name
     assert _C.DEFAULT_TIMEOUT_NS > 0
+    assert _C.MAX_LOW_LATENCY_TOKENS == 1024
+    for method in ("low_latency_dispatch", "low_latency_combine", "next_low_latency_combine_buffer",
+                   "clean_low_latency_buffer", "low_latency_update_mask", "low_latency_query_mask",
+                   "low_latency_clean_mask", "low_latency_size_hint", "num_rdma_bytes"):
+        assert hasattr(_C.Buffer, method), method
 
 
 def test_package_exports_deep_ep_names():
@@ -112,16 +119,90 @@ def test_buffer_num_sms_attribute():
     assert moe_ep.Buffer.num_sms == 20
 
 
-def test_low_latency_and_internode_raise_not_implemented():
-    with pytest.raises(NotImplementedError, match="low-latency"):
-        moe_ep.Buffer.get_low_latency_rdma_size_hint(128, 7168, 8, 256)
+def test_internode_raises_not_implemented():
     buffer = object.__new__(moe_ep.Buffer)  # no device needed: these refuse before touching it
-    with pytest.raises(NotImplementedError, match="low-latency"):
-        buffer.low_latency_dispatch(None, None, 128, 256)
     with pytest.raises(NotImplementedError, match="internode"):
         buffer.internode_dispatch(None)
+    with pytest.raises(NotImplementedError, match="internode"):
+        buffer.internode_combine(None, None)
     with pytest.raises(NotImplementedError, match="get_local_buffer_tensor"):
         buffer.get_local_buffer_tensor(None)
+
+
+def test_low_latency_rdma_size_hint():
+    small = moe_ep.Buffer.get_low_latency_rdma_size_hint(128, 7168, 8, 256)
+    assert isinstance(small, int) and small > 2 * 128 * 7168 * 2  # two halves of at least T bf16 rows
+    assert moe_ep.Buffer.get_low_latency_rdma_size_hint(256, 7168, 8, 256) > small
+    assert moe_ep.Buffer.get_low_latency_rdma_size_hint(128, 4096, 8, 256) < small
+
+
+def test_low_latency_mask_calls_need_enable_shrink():
+    buffer = object.__new__(moe_ep.Buffer)
+    buffer.enable_shrink, buffer.runtime = False, None
+    with pytest.raises(ValueError, match="enable_shrink"):
+        buffer.low_latency_update_mask_buffer(1, True)
+    with pytest.raises(ValueError, match="enable_shrink"):
+        buffer.low_latency_query_mask_buffer(None)
+    with pytest.raises(ValueError, match="enable_shrink"):
+        buffer.low_latency_clean_mask_buffer()
+
+
+class _Referent:
+    """A weak-referenceable stand-in for a tensor (the handle logic needs no device)."""
+
+
+def _fake_native(**fields):
+    native = _C.LowLatencyHandle()
+    for name, value in dict(num_max_dispatch_tokens_per_rank=128, hidden=7168, num_experts=16, num_topk=8,
+                            num_tokens=100, buffer_id=3, buffer_generation=1, **fields).items():
+        setattr(native, name, value)
+    return native
+
+
+def test_low_latency_handle_is_deep_ep_5_tuple():
+    from moe_ep import low_latency_handle as llh
+    src_info, layout_range, combine_slots = _Referent(), _Referent(), _Referent()
+    handle = llh.pack(src_info, layout_range, combine_slots, _fake_native())
+    assert isinstance(handle, tuple) and len(handle) == 5
+    assert handle[0] is src_info and handle[1] is layout_range and handle[2:] == (128, 7168, 16)
+    a, b, num_max_dispatch_tokens_per_rank, hidden, num_experts = handle
+    assert (num_max_dispatch_tokens_per_rank, hidden, num_experts) == (128, 7168, 16)
+    assert handle.combine_slots is combine_slots
+    assert (handle.num_topk, handle.num_tokens, handle.buffer_id, handle.buffer_generation) == (8, 100, 3, 1)
+    import copy
+    assert copy.copy(handle) is handle and copy.deepcopy(handle) is handle
+    assert "num_topk=8" in repr(handle)
+    # A repacked plain tuple of the same tensors finds its extras again; anything else is refused.
+    found = llh._find((a, b, num_max_dispatch_tokens_per_rank, hidden, num_experts), "combine")
+    assert isinstance(found, llh.LowLatencyHandle) and found.combine_slots is combine_slots
+    with pytest.raises(ValueError, match="not made by moe_ep"):
+        llh._find((a, _Referent(), 128, 7168, 16), "combine")
+    with pytest.raises(ValueError, match="not made by moe_ep"):
+        llh._find((a, b, 64, 7168, 16), "combine")
+    with pytest.raises(ValueError, match="not made by moe_ep"):
+        llh._find((_Referent(), b, 128, 7168, 16), "combine")
+    with pytest.raises(ValueError, match="5-tuple"):
+        llh._find((a, b, 128), "combine")
+    # The registry holds no tensor: it forgets a dispatch once its src_info is gone.
+    key = id(src_info)
+    del handle, found, a, src_info
+    import gc
+    gc.collect()
+    assert key not in llh._by_src_info
+
+
+def test_low_latency_hook_runs_once_and_releases_tensors():
+    from moe_ep.low_latency import _Hook
+    calls = []
+    hook = _Hook(lambda: calls.append(1), (_Referent(),), "low_latency_dispatch")
+    hook()
+    assert calls == [1] and hook._keep is None
+    with pytest.raises(RuntimeError, match="already called"):
+        hook()
+    skipped = _Hook(_C.LowLatencyHook(), (), "low_latency_combine")  # a call that launched nothing
+    skipped()
+    with pytest.raises(RuntimeError, match="already called"):
+        skipped()
 
 
 def test_event_overlap_basics():

@@ -28,7 +28,6 @@ constexpr int kSkippingRank = 1;  // F1/F4/F5: never calls
 constexpr int kSlowRank = 1;      // F3: sleeps before each signal
 constexpr std::uint64_t kShortTimeoutMs = 300;
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 IoShape fault_shape() {
   IoShape s;
@@ -43,25 +42,6 @@ IoShape fault_shape() {
 std::int64_t buffer_bytes() { return Buffer::intranode_size_hint(64, kRanks); }
 
 // Each rank's exception (if any) and the wall time its body took.
-struct TimedResults {
-  std::vector<std::exception_ptr> errors;
-  std::vector<double> seconds;
-};
-
-TimedResults timed_on_ranks(Cluster& cluster, const std::function<void(int rank)>& body) {
-  TimedResults out;
-  out.seconds.assign(cluster.num_ranks, 0.0);
-  out.errors = run_on_ranks_collect(cluster.num_ranks, [&](int r) {
-    MOE_EP_CUDA_CHECK(cudaSetDevice(cluster.buffers[r]->device()));
-    struct RecordElapsed {  // also when body(r) throws
-      double& seconds;
-      Clock::time_point start = Clock::now();
-      ~RecordElapsed() { seconds = seconds_since(start); }
-    } record{out.seconds[r]};
-    body(r);
-  });
-  return out;
-}
 
 // The operation a fault test runs on every rank: layout + dispatch, or combine (with the
 // handle of an earlier round); each synchronizes and raises recorded errors.

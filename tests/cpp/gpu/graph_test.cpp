@@ -14,49 +14,13 @@
 
 #include "moe_ep/buffer.hpp"
 #include "runtime/cuda_check.hpp"
+#include "support/captured_graph.hpp"
 #include "support/rank_io.hpp"
 
 namespace moe_ep::test {
 namespace {
 
 constexpr std::uint64_t kTimeoutMs = 2000;
-
-// An instantiated graph of the work `enqueue` puts on `stream`, uploaded to the device.
-class CapturedGraph {
- public:
-  CapturedGraph() = default;
-  CapturedGraph(const CapturedGraph&) = delete;
-  CapturedGraph& operator=(const CapturedGraph&) = delete;
-  CapturedGraph(CapturedGraph&& other) noexcept : exec_(std::exchange(other.exec_, nullptr)) {}
-  ~CapturedGraph() {
-    if (exec_ != nullptr) cudaGraphExecDestroy(exec_);
-  }
-
-  void capture(cudaStream_t stream, const std::function<void()>& enqueue) {
-    MOE_EP_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    try {
-      enqueue();
-    } catch (...) {
-      cudaGraph_t abandoned = nullptr;
-      cudaStreamEndCapture(stream, &abandoned);
-      if (abandoned != nullptr) cudaGraphDestroy(abandoned);
-      throw;
-    }
-    cudaGraph_t graph = nullptr;
-    MOE_EP_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    const cudaError_t status = cudaGraphInstantiate(&exec_, graph, 0);
-    MOE_EP_CUDA_CHECK(cudaGraphDestroy(graph));
-    MOE_EP_CUDA_CHECK(status);
-    // Upload now, while no collective runs: the first launch then only enqueues.
-    MOE_EP_CUDA_CHECK(cudaGraphUpload(exec_, stream));
-    MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
-  }
-
-  void launch(cudaStream_t stream) const { MOE_EP_CUDA_CHECK(cudaGraphLaunch(exec_, stream)); }
-
- private:
-  cudaGraphExec_t exec_ = nullptr;
-};
 
 IoShape graph_shape(int num_ranks, const std::vector<int>& num_tokens) {
   IoShape s;

@@ -45,13 +45,13 @@ void keep_pool_memory(int device) {
   MOE_EP_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &never));
 }
 
-Cluster::Cluster(int n, std::int64_t num_nvl_bytes, BufferOptions options, int device)
+Cluster::Cluster(int n, std::int64_t num_nvl_bytes, BufferOptions options, int device, std::int64_t num_rdma_bytes)
     : num_ranks(n), buffers(n), streams(n, nullptr) {
   keep_pool_memory(device);
   auto groups = make_in_process_group(std::vector<int>(n, device));
   run_on_ranks(n, [&](int r) {
     MOE_EP_CUDA_CHECK(cudaSetDevice(device));
-    buffers[r] = std::make_unique<Buffer>(groups[r], num_nvl_bytes, 0, options);
+    buffers[r] = std::make_unique<Buffer>(groups[r], num_nvl_bytes, num_rdma_bytes, options);
     MOE_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[r], cudaStreamNonBlocking));
   });
 }
@@ -60,6 +60,25 @@ Cluster::~Cluster() {
   for (cudaStream_t s : streams) {
     if (s != nullptr) cudaStreamDestroy(s);
   }
+}
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+TimedResults timed_on_ranks(Cluster& cluster, const std::function<void(int rank)>& body) {
+  TimedResults out;
+  out.seconds.assign(cluster.num_ranks, 0.0);
+  out.errors = run_on_ranks_collect(cluster.num_ranks, [&](int r) {
+    MOE_EP_CUDA_CHECK(cudaSetDevice(cluster.buffers[r]->device()));
+    struct RecordElapsed {  // also when body(r) throws
+      double& seconds;
+      std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+      ~RecordElapsed() { seconds = seconds_since(start); }
+    } record{out.seconds[r]};
+    body(r);
+  });
+  return out;
 }
 
 }  // namespace moe_ep::test

@@ -1,0 +1,60 @@
+// The gate kernels and their host side (see launch_gate.hpp).
+#include "launch_gate.hpp"
+
+#include <atomic>
+#include <stdexcept>
+
+#include "device/sync.cuh"
+#include "runtime/cuda_check.hpp"
+
+namespace moe_ep::bench {
+namespace {
+
+// One thread polls the epoch that open_kernel writes (device memory: L2 hits).
+__global__ void hold_kernel(const volatile std::uint32_t* opened, std::uint32_t epoch, std::uint64_t timeout_ns,
+                            std::uint32_t* expired_mapped) {
+  const std::uint64_t start = device::global_timer_ns();
+  while (*opened < epoch) {
+    if (device::global_timer_ns() - start > timeout_ns) {
+      *expired_mapped = 1;
+      return;
+    }
+  }
+}
+
+__global__ void open_kernel(volatile std::uint32_t* opened, std::uint32_t epoch) {
+  *opened = epoch;
+  __threadfence();
+}
+
+}  // namespace
+
+LaunchGate::LaunchGate(std::uint64_t timeout_ns)
+    : opened_(sizeof(std::uint32_t)), expired_(sizeof(std::uint32_t)), timeout_ns_(timeout_ns) {
+  *static_cast<std::uint32_t*>(expired_.host()) = 0;
+  // Load both kernels now: a lazy load at the first hold() could wait for running kernels.
+  cudaFuncAttributes attributes{};
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, hold_kernel));
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, open_kernel));
+}
+
+void LaunchGate::hold(cudaStream_t stream, std::uint32_t epoch) const {
+  hold_kernel<<<1, 1, 0, stream>>>(static_cast<const std::uint32_t*>(opened_.get()), epoch, timeout_ns_,
+                                   static_cast<std::uint32_t*>(expired_.device()));
+  MOE_EP_CHECK_LAUNCH();
+}
+
+void LaunchGate::open(std::uint32_t epoch) const {
+  open_kernel<<<1, 1, 0, opener_.get()>>>(static_cast<std::uint32_t*>(opened_.get()), epoch);
+  MOE_EP_CHECK_LAUNCH();
+}
+
+void LaunchGate::check() const {
+  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(opener_.get()));
+  if (std::atomic_ref<std::uint32_t>(*static_cast<std::uint32_t*>(expired_.host())).load() != 0) {
+    throw std::runtime_error("launch gate expired: a call blocked on the host while its stream was held "
+                             "(does it synchronize?); the timings are not valid");
+  }
+}
+
+}  // namespace moe_ep::bench

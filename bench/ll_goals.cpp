@@ -1,0 +1,50 @@
+// Low-latency goals (see ll_goals.hpp).
+#include "ll_goals.hpp"
+
+#include <string>
+
+namespace moe_ep::bench {
+namespace {
+
+struct Target {
+  const char* problem;
+  int num_ranks;
+  const char* bench;   // without the graph suffix
+  bool efficiency;     // else the median in us
+  bool below;
+  double target;
+  const char* label;   // after the bench name
+};
+
+constexpr Target kTargets[] = {
+    {"ll-v3", 8, "ll-disp", true, false, 0.5, "efficiency"},
+    {"ll-v3", 8, "ll-comb", true, false, 0.5, "efficiency"},
+    {"ll-v3-bf16", 8, "ll-disp", true, false, 0.5, "efficiency"},
+    {"ll-v3-bf16", 8, "ll-comb", true, false, 0.5, "efficiency"},
+    {"ll-v3-t1", 8, "ll-pair", false, true, 20.0, "us"},
+    {"ll-v3-e288", 1, "ll-disp", false, true, 10.0, "us (DeepEP 19.0)"},
+    {"ll-v3-e288", 1, "ll-comb", false, true, 12.0, "us (DeepEP 25.2)"},
+};
+
+}  // namespace
+
+void add_low_latency_goals(Report& report) {
+  for (const Target& t : kTargets) {
+    for (const char* suffix : {"", "-g"}) {
+      const std::string bench = std::string(t.bench) + suffix;
+      for (const Row& row : report.rows()) {
+        if (row.bench != bench || row.problem != t.problem || row.num_ranks != t.num_ranks) continue;
+        Goal goal;
+        goal.problem = t.problem;
+        goal.num_ranks = t.num_ranks;
+        goal.what = bench + " " + t.label;
+        goal.value = t.efficiency ? row.efficiency : row.time_us.median;
+        goal.target = t.target;
+        goal.below = t.below;
+        report.add_goal(goal);
+      }
+    }
+  }
+}
+
+}  // namespace moe_ep::bench

@@ -1,0 +1,42 @@
+// Timed rounds of low-latency calls on in-process ranks sharing one GPU. A round times
+// three things, each started on every rank together behind a LaunchGate (device time only)
+// and followed by a stream sync and a barrier: the dispatch alone (L2 flushed before), the
+// combine alone, and a dispatch + combine chained (L2 flushed before). Input sets rotate
+// by round. The same rounds time eager calls and CUDA-graph replays of them.
+#pragma once
+#include <functional>
+#include <vector>
+
+#include <cuda_runtime_api.h>
+
+#include "rank_spans.hpp"
+#include "support/captured_graph.hpp"
+#include "support/rank_threads.hpp"
+
+namespace moe_ep::bench {
+
+// Enqueues one rank's call for input set `set` on `stream` (from the rank's thread).
+using LlEnqueue = std::function<void(int rank, int set, cudaStream_t stream)>;
+struct LlOps {
+  LlEnqueue dispatch, combine;
+};
+
+struct LlRoundSpans {
+  LlRoundSpans(int num_ranks, int num_rounds)
+      : dispatch(num_ranks, num_rounds), combine(num_ranks, num_rounds), pair(num_ranks, num_rounds) {}
+  RankSpans dispatch, combine, pair;
+};
+
+// Runs num_rounds rounds (spans made for as many) on every rank's thread; a rank that
+// fails leaves the barrier so its peers end too (their waits expire), then it rethrows.
+void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const LlOps& ops, LlRoundSpans& spans);
+
+// Per rank and set, a graph of the dispatch and one of the combine (captured in that order).
+struct LlGraphs {
+  test::CapturedGraph dispatch, combine;
+};
+std::vector<std::vector<LlGraphs>> capture_ll_graphs(test::Cluster& cluster, int num_sets, const LlOps& ops);
+// Ops that replay those graphs.
+LlOps replay_ops(const std::vector<std::vector<LlGraphs>>& graphs);
+
+}  // namespace moe_ep::bench

@@ -1,0 +1,137 @@
+// Low-latency dispatch / combine on N in-process ranks sharing one GPU (BENCHMARKS.md):
+// per round the dispatch, the combine and the chained pair are each started on every rank
+// together (LaunchGate) with the L2 flushed, timed from the first rank's start to the last
+// rank's end (CUDA events), input sets rotating; median and p99 over the rounds after
+// warm-up. Then the same with every call captured in a CUDA graph and replayed. After each
+// timing loop the outputs of its last round are checked against the CPU reference.
+// Floors count the unavoidable HBM traffic (ll_traffic.hpp) over the copy bandwidth.
+#include "low_latency_bench.hpp"
+
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "ll_check.hpp"
+#include "ll_goals.hpp"
+#include "ll_rank_arrays.hpp"
+#include "ll_rounds.hpp"
+#include "ll_traffic.hpp"
+#include "ll_workload.hpp"
+#include "moe_ep/buffer.hpp"
+#include "protocol/ll_buffer_layout.hpp"
+
+namespace moe_ep::bench {
+namespace {
+
+constexpr int kInputSets = 4, kWarmup = 10;
+
+// "sent/token 22.1 KB (2.99 ranks) vs top-k*hidden 57.3 KB"
+std::string sent_per_token(const LlTraffic& traffic) {
+  char text[96];
+  std::snprintf(text, sizeof(text), "sent/token %.1f KB (%.2f ranks) vs top-k*hidden %.1f KB",
+                traffic.sent_bytes_per_token / 1e3, traffic.dest_ranks_per_token, traffic.topk_hidden_bytes / 1e3);
+  return text;
+}
+
+// num_sms: the SM share each rank's calls may use (the library sizes LL launches to it).
+void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_sms, const LlTraffic& traffic,
+              double copy_bandwidth, const LlRoundSpans& spans, bool graph) {
+  struct Op {
+    const char* name;
+    const RankSpans& spans;
+    double floor_bytes, logical_bytes;
+  };
+  const Op ops[] = {
+      {"ll-disp", spans.dispatch, traffic.dispatch_floor_bytes, traffic.dispatch_logical_bytes},
+      {"ll-comb", spans.combine, traffic.combine_floor_bytes, traffic.combine_logical_bytes},
+      {"ll-pair", spans.pair, traffic.dispatch_floor_bytes + traffic.combine_floor_bytes, 0},
+  };
+  for (const Op& op : ops) {
+    Row row;
+    row.bench = std::string(op.name) + (graph ? "-g" : "");
+    row.problem = problem.name;
+    row.num_ranks = num_ranks;
+    row.num_sms = num_sms;
+    row.time_us = op.spans.stats(kWarmup);
+    row.logical_gbps_per_rank = op.logical_bytes / (row.time_us.median * 1e-6) / 1e9;
+    row.floor_us = op.floor_bytes / copy_bandwidth * 1e6;
+    row.efficiency = row.floor_us / row.time_us.median;
+    row.note = graph ? "graph replay" : "eager";
+    row.metrics = {{"graph", graph ? 1 : 0},
+                   {"num_tokens_per_rank", problem.num_tokens},
+                   {"pairs_per_rank", traffic.pairs_per_rank},
+                   {"floor_bytes", op.floor_bytes}};
+    if (&op.spans == &spans.dispatch) {
+      row.note += ", " + sent_per_token(traffic);
+      row.metrics.push_back({"dest_ranks_per_token", traffic.dest_ranks_per_token});
+      row.metrics.push_back({"bytes_sent_per_token", traffic.sent_bytes_per_token});
+      row.metrics.push_back({"topk_x_hidden_bytes", traffic.topk_hidden_bytes});
+    }
+    if (&op.spans == &spans.pair) row.note += ", dispatch+combine chained";
+    report.add(row);
+  }
+}
+
+}  // namespace
+
+void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProblem& problem, int num_ranks,
+                           int iterations) {
+  const int num_rounds = kWarmup + iterations;
+  const int last_set = (num_rounds - 1) % kInputSets;
+  const LlWorkload workload(problem, num_ranks, kInputSets, 4321 + num_ranks);
+  const LlTraffic traffic = ll_traffic(workload);
+  const LlRoundExpected expected = expected_ll_round(workload, last_set);
+  BufferOptions options;
+  options.low_latency_mode = true;
+  // In-process ranks read each other's tensors in place: the region needs no combine staging.
+  test::Cluster cluster(num_ranks, 0, options, 0,
+                        protocol::ll_region_bytes(problem.max_tokens, problem.hidden, problem.num_experts, false));
+  const int num_sms = cluster.buffers[0]->max_num_sms();
+  std::vector<LlRankArrays> io;
+  io.reserve(num_ranks);
+  for (int r = 0; r < num_ranks; ++r) io.emplace_back(workload, r);
+  const LlOps eager{[&](int r, int set, cudaStream_t stream) {
+                      cluster.buffers[r]->low_latency_dispatch(io[r].dispatch_args(set, stream),
+                                                               io[r].dispatch_outputs(), io[r].handle);
+                    },
+                    [&](int r, int set, cudaStream_t stream) {
+                      cluster.buffers[r]->low_latency_combine(io[r].combine_args(set, stream), io[r].handle);
+                    }};
+
+  LlRoundSpans eager_spans(num_ranks, num_rounds);
+  time_ll_rounds(cluster, kInputSets, num_rounds, eager, eager_spans);
+  check_ll_round(expected, io);
+  add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, eager_spans, false);
+
+  for (LlRankArrays& rank : io) rank.poison_outputs();  // the graph phase's check sees only its own outputs
+  const auto graphs = capture_ll_graphs(cluster, kInputSets, eager);
+  LlRoundSpans graph_spans(num_ranks, num_rounds);
+  time_ll_rounds(cluster, kInputSets, num_rounds, replay_ops(graphs), graph_spans);
+  check_ll_round(expected, io);
+  add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, graph_spans, true);
+}
+
+bool run_low_latency_benches(Report& report, double copy_bandwidth, const std::vector<int>& ranks, int iterations) {
+  bool ok = true;
+  for (const LlProblem& problem : ll_problems()) {
+    for (int r : ranks) {
+      if (!runs_at(problem, r)) continue;
+      try {
+        run_low_latency_bench(report, copy_bandwidth, problem, r, iterations);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "low-latency bench %s at %d ranks FAILED: %s\n", problem.name.c_str(), r, e.what());
+        Row row;
+        row.bench = "ll";
+        row.problem = problem.name;
+        row.num_ranks = r;
+        row.note = "FAILED (no numbers): see the error above the table";
+        report.add(row);
+        ok = false;
+      }
+    }
+  }
+  add_low_latency_goals(report);
+  return ok;
+}
+
+}  // namespace moe_ep::bench

@@ -1,0 +1,214 @@
+// Buffer::low_latency_dispatch / low_latency_combine: checks, then the send kernel now and
+// the receive kernel now or from the hook. Launches on the caller's stream (the comm
+// stream with async_finish); no host sync, so both are graph-capturable.
+#include <algorithm>
+#include <string>
+
+#include "host/buffer_impl.hpp"
+#include "host/ll_validation.hpp"
+#include "host/validation.hpp"
+#include "runtime/cuda_check.hpp"
+
+namespace moe_ep {
+namespace {
+
+
+protocol::LlPublished published_shape(const host::LowLatencyShape& s, protocol::LlFormat format) {
+  protocol::LlPublished p{};
+  p.num_tokens = s.num_tokens;
+  p.format = static_cast<std::int32_t>(format);
+  p.hidden = s.hidden;
+  p.num_topk = s.num_topk;
+  p.num_experts = s.num_experts;
+  p.max_tokens = s.max_tokens;
+  return p;
+}
+
+// The stream a call launches on: the caller's, or the comm stream (after the caller's
+// work) with async_finish.
+cudaStream_t launch_stream(Buffer::Impl& m, const StreamOptions& s) {
+  if (!s.async_finish) return s.compute_stream;
+  return m.begin(s);
+}
+
+// Fault injection: a skipped call launches nothing; its hook (if asked for) does nothing.
+LowLatencyCall skipped_call(bool use_hook) {
+  LowLatencyCall call;
+  if (use_hook) call.hook = LowLatencyHook([] {});
+  return call;
+}
+
+// The receive half now, or wrapped in the hook; then the call's event.
+LowLatencyCall finish_call(Buffer::Impl& m, int parity, bool use_hook, const StreamOptions& s, cudaStream_t stream,
+                           std::function<void()> receive, const std::string& op) {
+  LowLatencyCall call;
+  if (use_hook) {
+    m.ll_awaiting_hook[parity] = true;
+    const std::uint64_t generation = m.generation;
+    call.hook = LowLatencyHook([&m, parity, generation, receive = std::move(receive), op] {
+      host::require(m.generation == generation, op + " hook", "the buffer was reset after the call; its hook is void");
+      m.ensure_usable(op + " hook");
+      runtime::DeviceGuard guard(m.device);
+      m.ll_awaiting_hook[parity] = false;
+      receive();
+    });
+  }
+  if (s.async_finish) call.event = Event::record(stream);
+  return call;
+}
+
+}  // namespace
+
+LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, const LowLatencyDispatchOutputs& out,
+                                            LowLatencyHandle& handle) {
+  const std::string op = "low_latency_dispatch";
+  Impl& m = *impl_;
+  runtime::DeviceGuard guard(m.device);
+  m.ensure_low_latency(op);
+  const host::LowLatencyShape s = host::check_low_latency_dispatch(op, m.num_ranks, a, out, handle);
+  const protocol::LlHalfLayout layout = protocol::carve_ll_half(s.max_tokens, s.hidden, s.num_topk, s.num_experts, false);
+  m.check_ll_fits(op, layout, false);
+  handle.num_max_dispatch_tokens_per_rank = s.max_tokens;
+  handle.hidden = s.hidden;
+  handle.num_experts = s.num_experts;
+  handle.num_topk = s.num_topk;
+  handle.num_tokens = s.num_tokens;
+  handle.buffer_id = m.id;
+  handle.buffer_generation = m.generation;
+  if (m.consume_skip()) return skipped_call(a.return_recv_hook);
+  const int parity = m.take_ll_parity(op);
+
+  // FP8 is cast once into the half; BF16 is read in place by peers of this process.
+  const bool stage = a.use_fp8 || !m.group->shares_address_space();
+  const protocol::LlFormat format = !a.use_fp8        ? protocol::LlFormat::kBf16
+                                    : a.round_scale ? protocol::LlFormat::kFp8PowerOfTwo
+                                                    : protocol::LlFormat::kFp8;
+  kernels::LlContext ctx = m.ll_context(protocol::Op::kLowLatencyDispatch, parity, layout);
+  ctx.shape = published_shape(s, format);
+  ctx.shape.owner_base = m.ll->bases()[m.rank];
+  ctx.shape.rows = stage ? m.ll_local_half(parity) + layout.rows_offset : static_cast<const std::uint8_t*>(a.x.data);
+  ctx.shape.row_stride = !stage ? a.x.stride(0) * 2 : a.use_fp8 ? protocol::ll_fp8_row_bytes(s.hidden) : 2 * s.hidden;
+
+  kernels::LlDispatchSendParams send{};
+  send.ctx = ctx;
+  send.x = a.x.ptr<const std::uint16_t>();
+  send.x_row_stride = a.x.stride(0);
+  send.num_tokens = s.num_tokens;
+  send.hidden = s.hidden;
+  send.topk_idx = a.topk_idx.data;
+  send.topk_idx_int32 = a.topk_idx.dtype == DType::kInt32;
+  send.num_topk = s.num_topk;
+  send.num_experts = s.num_experts;
+  send.stage_rows = stage;
+  send.round_scale = a.round_scale;
+  send.combine_slots = handle.combine_slots.ptr<int>();
+
+  kernels::LlDispatchRecvParams recv{};
+  recv.ctx = ctx;
+  recv.hidden = s.hidden;
+  recv.num_topk = s.num_topk;
+  recv.num_experts = s.num_experts;
+  recv.max_tokens = s.max_tokens;
+  recv.fp8 = a.use_fp8;
+  recv.ue8m0 = a.use_ue8m0;
+  recv.recv_x = static_cast<std::uint8_t*>(out.recv_x.data);
+  recv.recv_scales = out.recv_x_scales.data;
+  recv.recv_count = out.recv_count.ptr<int>();
+  recv.src_info = handle.src_info.ptr<int>();
+  recv.layout_range = handle.layout_range.ptr<std::int64_t>();
+  recv.cumulative_recv_stats = a.cumulative_local_expert_recv_stats.ptr<int>();
+  recv.wait_stats = a.dispatch_wait_recv_cost_stats.ptr<std::int64_t>();
+
+  cudaStream_t stream = launch_stream(m, a.stream);
+  // Block 0 ranks the entries; the others stage rows, a chunk per warp.
+  const std::int64_t payload_bytes = a.use_fp8 ? s.hidden : 2 * s.hidden;
+  const std::int64_t chunks = (payload_bytes + kernels::kLlChunkBytes - 1) / kernels::kLlChunkBytes;
+  (void)chunks;
+  // The receiving phase also clears src_info past the counts: it takes the rank's whole
+  // SM share, and so does a launch of both phases.
+  const int recv_blocks = m.ll_sm_share();
+  if (!a.return_recv_hook) {
+    kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kBoth, recv_blocks, stream);
+    return finish_call(m, parity, false, a.stream, stream, nullptr, op);
+  }
+  const int send_blocks = stage ? std::min(recv_blocks, 1 + m.ll_blocks(s.num_tokens * ((s.hidden + 1023) / 1024))) : 1;
+  kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kSend, send_blocks, stream);
+  return finish_call(m, parity, true, a.stream, stream,
+                     [send, recv, recv_blocks, stream] {
+                       kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kRecv, recv_blocks, stream);
+                     },
+                     op);
+}
+
+LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const LowLatencyHandle& handle) {
+  const std::string op = "low_latency_combine";
+  Impl& m = *impl_;
+  runtime::DeviceGuard guard(m.device);
+  m.ensure_low_latency(op);
+  host::require(handle.buffer_id == m.id, op,
+                "handle comes from buffer " + std::to_string(handle.buffer_id) + ", not this buffer " +
+                    std::to_string(m.id));
+  host::require(handle.buffer_generation == m.generation, op,
+                "handle is from before a reset (generation " + std::to_string(handle.buffer_generation) +
+                    ", buffer is at " + std::to_string(m.generation) + ")");
+  const host::LowLatencyShape s = host::check_low_latency_combine(op, m.num_ranks, a, handle);
+  // Peers in other processes cannot read x: stage it (BF16) or encode it (LogFMT).
+  const bool staged = a.use_logfmt || a.zero_copy || !m.group->shares_address_space();
+  const protocol::LlHalfLayout layout = protocol::carve_ll_half(s.max_tokens, s.hidden, s.num_topk, s.num_experts, staged);
+  m.check_ll_fits(op, layout, staged);
+  if (m.consume_skip()) return skipped_call(a.return_recv_hook);
+  std::uint8_t* half_rows = m.ll_local_half(m.ll_next_parity) + layout.rows_offset;
+  host::require(!a.zero_copy || a.x.data == half_rows, op,
+                "zero_copy: x is not the view returned by next_low_latency_combine_buffer() for this call");
+  const int parity = m.take_ll_parity(op);
+
+  kernels::LlContext ctx = m.ll_context(protocol::Op::kLowLatencyCombine, parity, layout);
+  ctx.shape = published_shape(s, a.use_logfmt ? protocol::LlFormat::kLogFmt : protocol::LlFormat::kBf16);
+  ctx.shape.owner_base = m.ll->bases()[m.rank];
+  ctx.shape.rows = staged ? half_rows : static_cast<const std::uint8_t*>(a.x.data);
+  ctx.shape.row_stride = a.use_logfmt ? protocol::ll_logfmt_row_bytes(s.hidden) : 2 * s.hidden;
+
+  kernels::LlCombineSendParams send{};
+  send.ctx = ctx;
+  send.x = a.x.ptr<const std::uint16_t>();
+  send.hidden = s.hidden;
+  send.max_tokens = s.max_tokens;
+  send.stage_rows = staged && !a.use_logfmt && !a.zero_copy;
+  send.logfmt = a.use_logfmt;
+  send.layout_range = handle.layout_range.ptr<const std::int64_t>();
+  send.published_rows = ctx.shape.rows;
+  send.published_row_stride = ctx.shape.row_stride;
+
+  kernels::LlCombineRecvParams recv{};
+  recv.ctx = ctx;
+  recv.num_tokens = s.num_tokens;
+  recv.hidden = s.hidden;
+  recv.num_topk = s.num_topk;
+  recv.num_experts = s.num_experts;
+  recv.max_tokens = s.max_tokens;
+  recv.topk_idx = a.topk_idx.data;
+  recv.topk_idx_int32 = a.topk_idx.dtype == DType::kInt32;
+  recv.topk_weights = a.topk_weights.ptr<const float>();
+  recv.combine_slots = handle.combine_slots.ptr<const int>();
+  recv.out = a.out.ptr<std::uint16_t>();
+  recv.wait_stats = a.combine_wait_recv_cost_stats.ptr<std::int64_t>();
+
+  cudaStream_t stream = launch_stream(m, a.stream);
+  const bool copies = send.stage_rows || send.logfmt;
+  const int send_blocks = copies ? m.ll_blocks(s.num_local_experts() * s.slots_per_expert()) : 1;
+  // One block per token (at most the rank's SM share); a block with no token still joins
+  // the barriers.
+  const int recv_blocks = m.ll_blocks(static_cast<std::int64_t>(s.num_tokens) * kernels::kLlWarps);
+  if (!a.return_recv_hook) {
+    kernels::launch_ll_combine(send, recv, kernels::LlPhases::kBoth, std::max(send_blocks, recv_blocks), stream);
+    return finish_call(m, parity, false, a.stream, stream, nullptr, op);
+  }
+  kernels::launch_ll_combine(send, recv, kernels::LlPhases::kSend, send_blocks, stream);
+  return finish_call(m, parity, true, a.stream, stream,
+                     [send, recv, recv_blocks, stream] {
+                       kernels::launch_ll_combine(send, recv, kernels::LlPhases::kRecv, recv_blocks, stream);
+                     },
+                     op);
+}
+
+}  // namespace moe_ep

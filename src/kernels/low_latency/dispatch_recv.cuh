@@ -1,0 +1,197 @@
+// Low-latency dispatch, receiving phase. Block 0 plans: waits for every peer's `ready`,
+// checks shapes, and lays out each local expert's slots by (source rank, source token)
+// from the senders' per-expert counts (layout_range, recv_count); it releases the plan
+// to the other blocks through device memory. Then every warp takes (source, token)
+// pairs, reads the token once from the source's half and writes it into each of its
+// local experts' slots (src_info, scales likewise). Ends with the done barrier.
+#pragma once
+#include <cstdint>
+
+#include "device/copy.cuh"
+#include "kernels/low_latency/ll_collective.cuh"
+
+namespace moe_ep::kernels {
+
+inline constexpr protocol::Phase kLlDispatchRecvPhase = protocol::Phase::kLowLatencyDispatchRecv;
+
+struct LlPlan {
+  unsigned arrived;
+  bool failed;
+};
+
+__device__ __forceinline__ std::uint64_t pack_plan(std::uint64_t epoch, unsigned arrived, bool failed) {
+  return (epoch << 16) | (static_cast<std::uint64_t>(arrived) << 1) | (failed ? 1u : 0u);
+}
+
+// Block 0.
+__device__ __forceinline__ LlPlan make_plan(const LlDispatchRecvParams& p, std::uint64_t epoch) {
+  const LlContext& ctx = p.ctx;
+  const LlArrivals arrivals = ll_wait_peers(ctx, &protocol::LlHeader::ready, epoch, kLlDispatchRecvPhase, p.wait_stats);
+  bool failed = arrivals.failed;
+  if (!failed) failed = !ll_peers_share_shape(ctx, arrivals.arrived, kLlDispatchRecvPhase);
+  const int num_local = p.num_experts / ctx.num_ranks;
+  const int first_expert = ctx.rank * num_local;
+  if (!failed) {
+    for (int e = threadIdx.x; e < num_local; e += blockDim.x) {
+      std::int64_t begin = 0;
+      for (int s = 0; s < ctx.num_ranks; ++s) {
+        const std::int32_t* counts =
+            reinterpret_cast<const std::int32_t*>(ll_half(ctx, s) + ctx.layout.expert_counts_offset);
+        const std::int64_t count = (arrivals.arrived & (1u << s)) ? counts[first_expert + e] : 0;
+        p.layout_range[e * ctx.num_ranks + s] = (count << 32) | begin;
+        begin += count;
+      }
+      if (begin > ctx.num_ranks * p.max_tokens) {
+        // Only tokens naming one expert in several top-k slots can overflow its slots.
+        device::record_error(ctx.error, protocol::ErrorCode::kCapacity, ctx.rank, kLlDispatchRecvPhase, -1, begin,
+                             ctx.num_ranks * p.max_tokens);
+        ctx.state->abort = 1;
+        begin = 0;
+      }
+      p.recv_count[e] = static_cast<int>(begin);
+      if (p.cumulative_recv_stats != nullptr) p.cumulative_recv_stats[e] += static_cast<int>(begin);
+    }
+  }
+  __shared__ bool plan_failed;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    plan_failed = failed || ctx.state->abort != 0;  // abort: a slot overflow above, or the send phase
+    if (plan_failed) ctx.state->abort = 1;
+    __threadfence();
+    // Pairs with the acquire in wait_for_plan (other blocks of this kernel).
+    asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(&ctx.state->ll_plan_ready[ctx.parity]),
+                 "l"(pack_plan(epoch, arrivals.arrived, plan_failed))
+                 : "memory");
+  }
+  __syncthreads();
+  return {arrivals.arrived, plan_failed};
+}
+
+// Other blocks: bounded wait for block 0's plan.
+__device__ __forceinline__ LlPlan wait_for_plan(const LlContext& ctx, std::uint64_t epoch) {
+  __shared__ LlPlan plan;
+  if (threadIdx.x == 0) {
+    const std::uint64_t start = device::global_timer_ns();
+    std::uint64_t v = 0;
+    for (;;) {
+      asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(&ctx.state->ll_plan_ready[ctx.parity]) : "memory");
+      if ((v >> 16) == (epoch & 0xffffffffffffull)) break;
+      if (device::global_timer_ns() - start > 2 * ctx.timeout_ns) {
+        device::record_error(ctx.error, protocol::ErrorCode::kTimeout, ctx.rank, kLlDispatchRecvPhase, ctx.rank,
+                             static_cast<std::int64_t>(epoch), static_cast<std::int64_t>(v >> 16));
+        v = 1;  // failed
+        break;
+      }
+    }
+    plan = {static_cast<unsigned>((v >> 1) & 0x7fffu), (v & 1u) != 0};
+  }
+  __syncthreads();
+  return plan;
+}
+
+// Marks slots past each expert's count as empty (src_info = -1); spread over all blocks.
+__device__ __forceinline__ void clear_unused_slots(const LlDispatchRecvParams& p, int num_local, int slots_per_expert) {
+  const std::int64_t total = static_cast<std::int64_t>(num_local) * slots_per_expert;
+  for (std::int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
+    const int e = static_cast<int>(i / slots_per_expert);
+    if (static_cast<int>(i % slots_per_expert) >= p.recv_count[e]) p.src_info[i] = -1;
+  }
+}
+
+// One warp: chunk `chunk` (kLlChunkBytes of the payload) of token t of source s into
+// every local slot the token names; chunk 0 also carries the scales and src_info.
+__device__ __forceinline__ void expand_chunk(const LlDispatchRecvParams& p, int s, int t, int chunk, const protocol::LlPublished& pub,
+                             int* dest_rows, int lane) {
+  const LlContext& ctx = p.ctx;
+  const int num_local = p.num_experts / ctx.num_ranks;
+  const int first_expert = ctx.rank * num_local;
+  const int slots_per_expert = ctx.num_ranks * p.max_tokens;
+  const std::uint8_t* half = ll_half(ctx, s);
+  int row = -1;
+  if (lane < p.num_topk) {
+    const int i = t * p.num_topk + lane;
+    const int e = reinterpret_cast<const std::int32_t*>(half + ctx.layout.topk_ids_offset)[i] - first_expert;
+    if (e >= 0 && e < num_local) {
+      const int begin = static_cast<int>(p.layout_range[e * ctx.num_ranks + s] & 0xffffffff);
+      row = e * slots_per_expert + begin + reinterpret_cast<const std::int32_t*>(half + ctx.layout.ranks_offset)[i];
+    }
+  }
+  const unsigned mask = __ballot_sync(0xffffffffu, row >= 0);
+  if (mask == 0) return;
+  if (row >= 0) dest_rows[__popc(mask & ((1u << lane) - 1))] = row;
+  __syncwarp();
+  const int num_dests = __popc(mask);
+
+  const std::uint8_t* src = ll_rebase(ctx, s, pub, pub.rows) + t * pub.row_stride;
+  const std::int64_t payload_bytes = p.fp8 ? p.hidden : 2 * p.hidden;
+  constexpr int kVectorsPerLane = kLlChunkBytes / 16 / 32;
+  const int first_vector = chunk * (kLlChunkBytes / 16);
+  const int num_vectors = static_cast<int>(payload_bytes / 16);
+  int4 v[kVectorsPerLane];
+#pragma unroll
+  for (int u = 0; u < kVectorsPerLane; ++u) {
+    const int i = first_vector + u * 32 + lane;
+    if (i < num_vectors) v[u] = device::load_stream(reinterpret_cast<const int4*>(src) + i);
+  }
+  for (int d = 0; d < num_dests; ++d) {
+    int4* dst = reinterpret_cast<int4*>(p.recv_x + static_cast<std::int64_t>(dest_rows[d]) * payload_bytes);
+#pragma unroll
+    for (int u = 0; u < kVectorsPerLane; ++u) {
+      const int i = first_vector + u * 32 + lane;
+      if (i < num_vectors) dst[i] = v[u];
+    }
+  }
+  if (chunk == 0) {
+    if (p.fp8) {
+      const int num_scales = p.hidden / 128;
+      const float* scales = reinterpret_cast<const float*>(src + p.hidden);
+      const int columns = p.ue8m0 ? (num_scales + 3) / 4 : num_scales;
+      for (int c = lane; c < columns; c += 32) {
+        std::uint32_t value = 0;
+        if (p.ue8m0) {
+          for (int b = 0; b < 4 && 4 * c + b < num_scales; ++b) {
+            value |= ((__float_as_uint(scales[4 * c + b]) >> 23) & 0xffu) << (8 * b);
+          }
+        } else {
+          value = __float_as_uint(scales[c]);
+        }
+        for (int d = 0; d < num_dests; ++d) {
+          const int e = dest_rows[d] / slots_per_expert;
+          const int slot = dest_rows[d] % slots_per_expert;
+          static_cast<std::uint32_t*>(p.recv_scales)[(static_cast<std::int64_t>(e) * columns + c) * slots_per_expert + slot] = value;
+        }
+      }
+    }
+    if (lane < num_dests) p.src_info[dest_rows[lane]] = t;
+  }
+  __syncwarp();
+}
+
+// Every block of the kernel: plan (block 0) or wait for the plan, expand, done barrier.
+__device__ __forceinline__ void ll_dispatch_recv_phase(const LlDispatchRecvParams& p) {
+  __shared__ int dest_rows_of_warps[kLlWarps][kMaxTopk];
+  const LlContext& ctx = p.ctx;
+  const std::uint64_t epoch = ll_op_epoch(ctx);
+  const LlPlan plan = blockIdx.x == 0 ? make_plan(p, epoch) : wait_for_plan(ctx, epoch);
+  if (!plan.failed) {
+    const int num_local = p.num_experts / ctx.num_ranks;
+    clear_unused_slots(p, num_local, ctx.num_ranks * p.max_tokens);
+    const int lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32;
+    const int payload_bytes = p.fp8 ? p.hidden : 2 * p.hidden;
+    const int chunks = (payload_bytes + kLlChunkBytes - 1) / kLlChunkBytes;
+    const int num_items = ctx.num_ranks * p.max_tokens * chunks;
+    for (int item = blockIdx.x * kLlWarps + warp; item < num_items; item += gridDim.x * kLlWarps) {
+      const int chunk = item % chunks;
+      const int t = (item / chunks) % p.max_tokens;
+      const int s = item / chunks / p.max_tokens;
+      if (!(plan.arrived & (1u << s))) continue;
+      const protocol::LlPublished& pub = ll_header(ctx, s)->published;
+      if (t >= pub.num_tokens) continue;
+      expand_chunk(p, s, t, chunk, pub, dest_rows_of_warps[warp], lane);
+    }
+  }
+  ll_done_barrier(ctx, epoch, plan.failed, kLlDispatchRecvPhase);
+}
+
+}  // namespace moe_ep::kernels

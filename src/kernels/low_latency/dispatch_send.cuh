@@ -1,0 +1,114 @@
+// Low-latency dispatch, sending phase. Block 0 ranks every (token, slot) entry among this
+// rank's entries for the same expert (the entry's slot offset on the owner) and counts
+// entries per expert; the other blocks cast (FP8) or copy (BF16) each token once into
+// this rank's half. The last block to finish publishes and signals every peer.
+#pragma once
+#include <cstdint>
+
+#include "device/copy.cuh"
+#include "kernels/low_latency/fp8_cast.cuh"
+#include "kernels/low_latency/ll_collective.cuh"
+
+namespace moe_ep::kernels {
+
+inline constexpr int kLlDispatchSharedBytes = 4 * kMaxExperts + 2 * 1024 * kMaxTopk;  // counters + int16 ids
+
+__device__ __forceinline__ std::int64_t load_expert(const LlDispatchSendParams& p, int i) {
+  return p.topk_idx_int32 ? static_cast<const std::int32_t*>(p.topk_idx)[i]
+                          : static_cast<const std::int64_t*>(p.topk_idx)[i];
+}
+
+// Block 0: validates ids, writes them (int32) and each entry's rank among this rank's
+// entries for its expert, in (token, slot) order, and the per-expert counts.
+__device__ __forceinline__ void rank_entries(const LlDispatchSendParams& p, std::uint8_t* half) {
+  extern __shared__ int shared[];
+  int* counters = shared;                                           // [num_experts]
+  std::int16_t* ids = reinterpret_cast<std::int16_t*>(shared + p.num_experts);  // [entries]
+  const LlContext& ctx = p.ctx;
+  const int num_entries = p.num_tokens * p.num_topk;
+  std::int32_t* ids_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.topk_ids_offset);
+  std::int32_t* ranks_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.ranks_offset);
+  std::int32_t* counts_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.expert_counts_offset);
+
+  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counters[e] = 0;
+  for (int i = threadIdx.x; i < num_entries; i += blockDim.x) {
+    std::int64_t e = load_expert(p, i);
+    if (e < -1 || e >= p.num_experts) {
+      device::record_error(ctx.error, protocol::ErrorCode::kBadExpertId, ctx.rank,
+                           protocol::Phase::kLowLatencyDispatchSend, -1, i / p.num_topk, i % p.num_topk, e,
+                           p.num_experts);
+      ctx.state->abort = 1;
+      e = -1;
+    }
+    ids[i] = static_cast<std::int16_t>(e);
+    ids_out[i] = static_cast<std::int32_t>(e);
+  }
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    // One warp walks the entries in order, 32 at a time: lanes naming the same expert
+    // take consecutive ranks after that expert's running count.
+    const int lane = threadIdx.x;
+    const unsigned lower_lanes = (1u << lane) - 1;
+    for (int base = 0; base < num_entries; base += 32) {
+      const int i = base + lane;
+      const int e = i < num_entries ? ids[i] : -1;
+      const unsigned same = __match_any_sync(0xffffffffu, e);
+      const int before = e >= 0 ? counters[e] : 0;
+      __syncwarp();
+      if (e >= 0 && lane == __ffs(same) - 1) counters[e] = before + __popc(same);
+      __syncwarp();
+      if (i < num_entries) {
+        const int rank = e >= 0 ? before + __popc(same & lower_lanes) : -1;
+        ranks_out[i] = rank;
+        p.combine_slots[i] = rank;
+      }
+    }
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counts_out[e] = counters[e];
+}
+
+// Every block but 0 (unless alone): each token once into this rank's half, one chunk of
+// kLlChunkBytes of the stored row (1024 channels) per warp and work item.
+__device__ __forceinline__ void stage_rows(const LlDispatchSendParams& p, std::uint8_t* half) {
+  constexpr int kChunkChannels = 1024;
+  const int first_block = gridDim.x > 1 ? 1 : 0;
+  const int lane = threadIdx.x % 32;
+  const int worker = (blockIdx.x - first_block) * kLlWarps + threadIdx.x / 32;
+  const int num_workers = (gridDim.x - first_block) * kLlWarps;
+  const int chunks = (p.hidden + kChunkChannels - 1) / kChunkChannels;
+  std::uint8_t* rows = half + p.ctx.layout.rows_offset;
+  const std::int64_t stride = p.ctx.shape.row_stride;
+  const bool bf16 = p.ctx.shape.format == static_cast<int>(protocol::LlFormat::kBf16);
+  for (int item = worker; item < p.num_tokens * chunks; item += num_workers) {
+    const int t = item / chunks;
+    const int begin = (item % chunks) * kChunkChannels;
+    const int end = min(begin + kChunkChannels, p.hidden);
+    const std::uint16_t* src = p.x + t * p.x_row_stride;
+    std::uint8_t* dst = rows + t * stride;
+    if (bf16) {
+      device::warp_copy_row(reinterpret_cast<int4*>(dst + 2 * begin), reinterpret_cast<const int4*>(src + begin),
+                            (end - begin) * 2 / 16, lane);
+    } else {
+      warp_cast_row_fp8(src, dst, reinterpret_cast<float*>(dst + p.hidden), begin, end, p.round_scale, lane);
+    }
+  }
+}
+
+// Every block of the kernel; the last one to finish signals `ready` to every peer.
+// Needs 4 * num_experts + 2 * num_tokens * num_topk bytes of dynamic shared memory.
+__device__ __forceinline__ void ll_dispatch_send_phase(const LlDispatchSendParams& p) {
+  const LlContext& ctx = p.ctx;
+  const std::uint64_t epoch = ll_op_epoch(ctx);
+  std::uint8_t* half = ll_half(ctx, ctx.rank);
+  if (blockIdx.x == 0) rank_entries(p, half);
+  if (p.stage_rows && (blockIdx.x > 0 || gridDim.x == 1)) stage_rows(p, half);
+  ll_finish_send(ctx, epoch);
+}
+
+// Dynamic shared memory of the sending phase.
+inline int ll_dispatch_send_shared_bytes(const LlDispatchSendParams& p) {
+  return 4 * p.num_experts + 2 * p.num_tokens * p.num_topk;
+}
+
+}  // namespace moe_ep::kernels

@@ -1,0 +1,153 @@
+// Barrier phases shared by the low-latency kernels. An op on one half of the LL region:
+//   send kernel:  write own half -> signal `ready` to every peer   (signal_peers)
+//   recv kernel:  wait `ready` of every peer (wait_peers) -> read peers' halves ->
+//                 signal `done` to every peer, wait every peer's `done` -> epoch + 1
+//                 (ll_done_barrier)
+// so a half is rewritten only after every reader finished with it. Masked peers (enable
+// shrink) are skipped; with shrink an expired wait masks the peer instead of failing.
+#pragma once
+#include "device/sync.cuh"
+#include "kernels/low_latency/ll_params.hpp"
+
+namespace moe_ep::kernels {
+
+__device__ __forceinline__ std::uint8_t* ll_half(const LlContext& ctx, int peer) {
+  return ctx.peer_bases[peer] + ctx.parity * ctx.half_bytes;
+}
+__device__ __forceinline__ protocol::LlHeader* ll_header(const LlContext& ctx, int peer) {
+  return reinterpret_cast<protocol::LlHeader*>(ll_half(ctx, peer));
+}
+__device__ __forceinline__ std::uint64_t ll_op_epoch(const LlContext& ctx) {
+  return ctx.state->ll_epoch[ctx.parity] + 1;
+}
+__device__ __forceinline__ bool ll_masked(const LlContext& ctx, int peer) {
+  return *reinterpret_cast<volatile const int*>(&ctx.state->ll_masked[peer]) != 0;
+}
+
+// A pointer a peer published (in its address space) moved into ours.
+template <typename T>
+__device__ __forceinline__ const T* ll_rebase(const LlContext& ctx, int peer, const protocol::LlPublished& pub,
+                                              const T* ptr) {
+  const std::ptrdiff_t delta = ctx.peer_bases[peer] - pub.owner_base;
+  return reinterpret_cast<const T*>(reinterpret_cast<const std::uint8_t*>(ptr) + delta);
+}
+
+// One thread. Publishes every earlier write of the block (the caller synchronized it).
+__device__ __forceinline__ void ll_signal_peers(const LlContext& ctx, std::uint64_t (protocol::LlHeader::*flags)[kMaxNvlRanks],
+                                                std::uint64_t epoch, bool failed) {
+  if (ctx.delay_ns != 0) device::sleep_until(device::global_timer_ns() + ctx.delay_ns);
+  if (ctx.gpu_scope) {
+    __threadfence();
+  } else {
+    __threadfence_system();
+  }
+  const std::uint64_t tag = protocol::make_tag(epoch, ctx.op, failed);
+  // Pairs with ll_wait_peers, run by each peer on its own header.
+  for (int q = 0; q < ctx.num_ranks; ++q) {
+    device::store_release(&(ll_header(ctx, q)->*flags)[ctx.rank], tag, ctx.gpu_scope);
+  }
+}
+
+struct LlArrivals {
+  unsigned arrived;  // bit q: peer q signalled this op (not masked)
+  bool failed;       // a peer failed, called another op, or (without shrink) timed out
+};
+
+// Whole block: waits for `flags` of every unmasked peer. With shrink, an expired wait
+// masks that peer. wait_stats[q] (if given) accumulates the ns waited for peer q.
+__device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
+                                                    std::uint64_t (protocol::LlHeader::*flags)[kMaxNvlRanks],
+                                                    std::uint64_t epoch, protocol::Phase phase,
+                                                    std::int64_t* wait_stats = nullptr) {
+  __shared__ unsigned arrived;
+  __shared__ bool failed;
+  if (threadIdx.x == 0) {
+    arrived = 0;
+    failed = false;
+  }
+  __syncthreads();
+  const int q = threadIdx.x;
+  if (q < ctx.num_ranks && !ll_masked(ctx, q)) {
+    const std::uint64_t start = device::global_timer_ns();
+    const auto result = device::wait_tag(&(ll_header(ctx, ctx.rank)->*flags)[q], protocol::make_tag(epoch, ctx.op),
+                                         ctx.timeout_ns, ctx.error, ctx.rank, phase, q, !ctx.enable_shrink,
+                                         ctx.gpu_scope);
+    if (wait_stats != nullptr) wait_stats[q] += static_cast<std::int64_t>(device::global_timer_ns() - start);
+    if (result == device::WaitResult::kOk) {
+      atomicOr(&arrived, 1u << q);
+    } else if (result == device::WaitResult::kTimeout && ctx.enable_shrink) {
+      atomicExch(&ctx.state->ll_masked[q], 1);
+    } else {
+      failed = true;
+    }
+  }
+  __syncthreads();
+  return {arrived, failed};
+}
+
+// Whole block, after ll_wait_peers: every arrived peer published the same shape as ours.
+__device__ __forceinline__ bool ll_peers_share_shape(const LlContext& ctx, unsigned arrived, protocol::Phase phase) {
+  __shared__ bool agree;
+  if (threadIdx.x == 0) agree = true;
+  __syncthreads();
+  const int q = threadIdx.x;
+  if (q < ctx.num_ranks && (arrived & (1u << q))) {
+    const protocol::LlPublished& theirs = ll_header(ctx, q)->published;
+    const std::int32_t a[] = {ctx.shape.hidden, ctx.shape.num_topk, ctx.shape.num_experts, ctx.shape.max_tokens,
+                              ctx.shape.format};
+    const std::int32_t b[] = {theirs.hidden, theirs.num_topk, theirs.num_experts, theirs.max_tokens, theirs.format};
+    const protocol::ShapeField fields[] = {protocol::ShapeField::kHidden, protocol::ShapeField::kNumTopk,
+                                           protocol::ShapeField::kNumExperts, protocol::ShapeField::kMaxTokens,
+                                           protocol::ShapeField::kFormat};
+#pragma unroll
+    for (int f = 0; f < 5; ++f) {
+      if (a[f] != b[f]) {
+        device::record_error(ctx.error, protocol::ErrorCode::kShapeMismatch, ctx.rank, phase, q, a[f], b[f], 0,
+                             static_cast<std::int32_t>(fields[f]));
+        agree = false;
+      }
+    }
+  }
+  __syncthreads();
+  return agree;
+}
+
+// Called by every block of a send kernel at its end: the last block to finish publishes
+// this rank's shape and rows (ctx.shape) and signals `ready` to every peer.
+__device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64_t epoch) {
+  __shared__ bool is_last;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    is_last = atomicAdd(&ctx.state->ll_ticket[ctx.parity], 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!is_last || threadIdx.x != 0) return;
+  ctx.state->ll_ticket[ctx.parity] = 0;
+  __threadfence();
+  ll_header(ctx, ctx.rank)->published = ctx.shape;
+  ll_signal_peers(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
+}
+
+// Called by every block at its end: the last block to finish tells every peer that this
+// rank is done reading its half, waits until every unmasked peer is done reading ours,
+// and (unless something failed) completes the op: epoch + 1.
+__device__ __forceinline__ void ll_done_barrier(const LlContext& ctx, std::uint64_t epoch, bool failed,
+                                                protocol::Phase phase) {
+  __shared__ bool is_last;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    is_last = atomicAdd(&ctx.state->ll_ticket[ctx.parity], 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!is_last) return;
+  if (threadIdx.x == 0) {
+    ctx.state->ll_ticket[ctx.parity] = 0;
+    ll_signal_peers(ctx, &protocol::LlHeader::done, epoch, failed);
+  }
+  const LlArrivals done = ll_wait_peers(ctx, &protocol::LlHeader::done, epoch, phase);
+  if (threadIdx.x == 0 && !done.failed) ctx.state->ll_epoch[ctx.parity] = epoch;
+}
+
+}  // namespace moe_ep::kernels

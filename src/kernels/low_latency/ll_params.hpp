@@ -1,0 +1,134 @@
+// Parameters of the low-latency kernels, built on the host and passed by value. Every
+// rank's LL region (the buffer's num_rdma_bytes) is reached through `peer_bases`; a call
+// uses one half of it (`parity`), laid out by protocol::carve_ll_half.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <type_traits>
+
+#include <cuda_runtime_api.h>
+
+#include "moe_ep/config.hpp"
+#include "protocol/device_state.hpp"
+#include "protocol/error_record.hpp"
+#include "protocol/ll_buffer_layout.hpp"
+
+namespace moe_ep::kernels {
+
+// Threads of every LL kernel, and the row chunk one warp moves per work item: rows are
+// split so a call spreads over all the SMs it may use (a warp alone is latency-bound).
+inline constexpr int kLlThreads = 256;
+inline constexpr int kLlWarps = kLlThreads / 32;
+inline constexpr int kLlChunkBytes = 2048;  // of a stored row (fp8 or bf16 payload)
+// Blocks of one LL kernel spin on each other (ticket, plan) and on peers: all must be
+// resident. Two blocks per SM of register room, and a grid of at most the rank's share
+// of the SMs less a reserve, leave room for whatever else runs on the device.
+inline constexpr int kLlMinBlocksPerSm = 2;
+inline constexpr int kLlReservedSms = 4;
+
+struct LlContext {
+  std::array<std::uint8_t*, kMaxNvlRanks> peer_bases;  // LL region of every rank (own included)
+  std::int64_t half_bytes;
+  protocol::LlHalfLayout layout;  // of this call's shape
+  int parity;                     // which half this op uses
+  int rank;
+  int num_ranks;
+  protocol::Op op;
+  bool enable_shrink;             // an expired wait masks the peer instead of failing
+  bool gpu_scope;                 // every peer is on this GPU: GPU-scope flags and fences
+  std::uint64_t timeout_ns;
+  std::uint64_t delay_ns;         // fault injection: sleep before signalling
+  protocol::DeviceState* state;   // this rank's
+  protocol::ErrorRecord* error;   // host-mapped
+  // The call's shape, published and compared with every peer's.
+  protocol::LlPublished shape;
+};
+static_assert(std::is_trivially_copyable_v<LlContext>);
+
+// Dispatch, sending half: rank the (token, slot) entries per expert, cast (FP8) or stage
+// the rows once into this rank's half, publish, signal every peer.
+struct LlDispatchSendParams {
+  LlContext ctx;
+  const std::uint16_t* x;         // [num_tokens, hidden] bf16
+  std::int64_t x_row_stride;      // elements
+  int num_tokens;
+  int hidden;
+  const void* topk_idx;           // [num_tokens, num_topk]
+  bool topk_idx_int32;            // else int64
+  int num_topk;
+  int num_experts;
+  bool stage_rows;                // write rows into the half (FP8 always; BF16 for process groups)
+  bool round_scale;
+  int* combine_slots;             // out [num_tokens, num_topk]: the entry's rank per expert
+};
+static_assert(std::is_trivially_copyable_v<LlDispatchSendParams>);
+
+// Dispatch, receiving half: plan the per-expert layout from every source's counts, pull
+// each token once and expand it into its experts' slots, then the done barrier.
+struct LlDispatchRecvParams {
+  LlContext ctx;
+  int hidden;
+  int num_topk;
+  int num_experts;
+  int max_tokens;                 // T; slots per expert N = num_ranks * T
+  bool fp8;
+  bool ue8m0;
+  std::uint8_t* recv_x;           // [E_local, N, hidden] fp8 or bf16
+  void* recv_scales;              // fp32 [E_local, S, N] or int32 [E_local, S/4, N] (column-major)
+  int* recv_count;                // [E_local]
+  int* src_info;                  // [E_local, N]
+  std::int64_t* layout_range;     // [E_local, num_ranks]
+  int* cumulative_recv_stats;     // [E_local] or null
+  std::int64_t* wait_stats;       // [num_ranks] or null
+};
+static_assert(std::is_trivially_copyable_v<LlDispatchRecvParams>);
+
+// Combine, sending half (expert owner): publish the expert outputs (staged or
+// log-encoded into the half when peers cannot read x in place) and this rank's layout.
+struct LlCombineSendParams {
+  LlContext ctx;
+  const std::uint16_t* x;          // [E_local, N, hidden] bf16
+  int hidden;
+  int max_tokens;
+  bool stage_rows;                 // copy valid rows of x into the half (bf16)
+  bool logfmt;                     // encode valid rows into the half
+  const std::int64_t* layout_range;  // [E_local, num_ranks] (the dispatch handle's)
+  const std::uint8_t* published_rows;  // what peers read: x or the half's rows
+  std::int64_t published_row_stride;
+};
+static_assert(std::is_trivially_copyable_v<LlCombineSendParams>);
+
+// Combine, receiving half (home): weighted sum of each token's rows pulled from owners.
+struct LlCombineRecvParams {
+  LlContext ctx;
+  int num_tokens;
+  int hidden;
+  int num_topk;
+  int num_experts;
+  int max_tokens;
+  const void* topk_idx;            // [num_tokens, num_topk]
+  bool topk_idx_int32;
+  const float* topk_weights;       // [num_tokens, num_topk]
+  const int* combine_slots;        // [num_tokens, num_topk] (the dispatch handle's)
+  std::uint16_t* out;              // [num_tokens, hidden] bf16
+  std::int64_t* wait_stats;        // [num_ranks] or null
+};
+static_assert(std::is_trivially_copyable_v<LlCombineRecvParams>);
+
+// Which phases one launch runs: a call with a receive hook launches kSend, its hook
+// kRecv; a call without launches kBoth (one kernel).
+enum class LlPhases { kSend, kRecv, kBoth };
+void launch_ll_dispatch(const LlDispatchSendParams& send, const LlDispatchRecvParams& recv, LlPhases phases,
+                        int num_blocks, cudaStream_t stream);
+void launch_ll_combine(const LlCombineSendParams& send, const LlCombineRecvParams& recv, LlPhases phases,
+                       int num_blocks, cudaStream_t stream);
+// Masks: set/clear one rank, clear all, or copy them out ([num_ranks] int32); tiny kernels
+// so they order on the caller's stream and are capturable.
+void launch_ll_mask_update(protocol::DeviceState* state, int rank, int value, cudaStream_t stream);
+void launch_ll_mask_clear(protocol::DeviceState* state, cudaStream_t stream);
+void launch_ll_mask_query(const protocol::DeviceState* state, int num_ranks, int* out, cudaStream_t stream);
+
+// See preload_* in intranode_params.hpp: the constructor loads every kernel up front.
+void preload_low_latency_kernels();
+
+}  // namespace moe_ep::kernels

@@ -1,0 +1,86 @@
+// Layout of the low-latency region (the buffer's num_rdma_bytes, peer-mapped). Two halves
+// ("parities") alternate between calls, so a dispatch's result and the next combine's
+// staging never share memory. ONE carve function gives both sizes and offsets; the size
+// hint is the carve of the largest call. Per half:
+//   [LlHeader][expert counts: int32 num_experts][plan: int64 num_experts]
+//   [topk ids: int32 T*topk][ranks: int32 T*topk]
+//   [rows: the dispatch's token rows (T of them), or the combine's staged expert outputs
+//    (num_experts * T rows) for process groups, zero_copy and LogFMT]
+#pragma once
+#include <cstdint>
+#include <type_traits>
+
+#include "moe_ep/config.hpp"
+#include "protocol/nvl_buffer_layout.hpp"
+
+namespace moe_ep::protocol {
+
+// Row formats a rank publishes; the receiver checks every peer used the same one.
+enum class LlFormat : std::int32_t { kBf16 = 1, kFp8 = 2, kFp8PowerOfTwo = 3, kLogFmt = 4 };
+
+// What a rank publishes for the current low-latency op of one half; peers read it after
+// the ready flag. Pointers are in the owner's address space (rebased like SourceDescriptor).
+struct LlPublished {
+  const std::uint8_t* owner_base;
+  const std::uint8_t* rows;   // dispatch: [num_tokens] token rows; combine: [E_local * N] expert rows
+  std::int64_t row_stride;    // bytes between rows
+  std::int32_t num_tokens;    // dispatch: the sender's tokens
+  std::int32_t format;        // LlFormat
+  // The call's shape, which every rank must share.
+  std::int32_t hidden;
+  std::int32_t num_topk;
+  std::int32_t num_experts;
+  std::int32_t max_tokens;
+};
+static_assert(std::is_trivially_copyable_v<LlPublished>);
+
+struct alignas(128) LlHeader {
+  std::uint64_t ready[kMaxNvlRanks];  // peer s: its rows, counts and metadata are published (tag)
+  std::uint64_t pad0[16 - kMaxNvlRanks];
+  std::uint64_t done[kMaxNvlRanks];   // peer r: finished reading my published rows (tag)
+  std::uint64_t pad1[16 - kMaxNvlRanks];
+  LlPublished published;
+};
+static_assert(std::is_trivially_copyable_v<LlHeader>);
+
+// Bytes of one FP8 row in the dispatch rows: e4m3 payload, then hidden/128 fp32 scales.
+constexpr std::int64_t ll_fp8_row_bytes(std::int64_t hidden) { return align_up(hidden + 4 * (hidden / 128), 16); }
+// Bytes of one LogFMT row: 8 bytes per 128 channels (two floats), then one code per value.
+constexpr std::int64_t ll_logfmt_row_bytes(std::int64_t hidden) { return align_up(8 * (hidden / 128) + hidden, 16); }
+
+struct LlHalfLayout {
+  std::int64_t expert_counts_offset = 0;  // int32[num_experts]: the sender's tokens per global expert
+  std::int64_t plan_offset = 0;           // int64[num_experts]: combine: the owner's layout_range
+                                          // [E_local][num_ranks], so homes find their rows
+  std::int64_t topk_ids_offset = 0;       // int32[max_tokens * num_topk]
+  std::int64_t ranks_offset = 0;          // int32[max_tokens * num_topk]: slot among this sender's rows
+                                          // for that expert (order of (token, k))
+  std::int64_t rows_offset = 0;
+  std::int64_t rows_bytes = 0;
+  std::int64_t total_bytes = 0;           // of one half
+};
+
+// One half for calls of up to max_tokens tokens of `hidden` bf16 channels. With
+// combine_staging, room for every expert output row (num_experts * max_tokens of 2*hidden).
+constexpr LlHalfLayout carve_ll_half(std::int64_t max_tokens, std::int64_t hidden, std::int64_t num_topk,
+                                     std::int64_t num_experts, bool combine_staging) {
+  LlHalfLayout l;
+  l.expert_counts_offset = align_up(sizeof(LlHeader), 128);
+  l.plan_offset = align_up(l.expert_counts_offset + 4 * num_experts, 128);
+  l.topk_ids_offset = align_up(l.plan_offset + 8 * num_experts, 128);
+  l.ranks_offset = align_up(l.topk_ids_offset + 4 * max_tokens * num_topk, 128);
+  l.rows_offset = align_up(l.ranks_offset + 4 * max_tokens * num_topk, 128);
+  const std::int64_t dispatch_rows = max_tokens * 2 * hidden;  // bf16 >= fp8 + scales
+  const std::int64_t combine_rows = combine_staging ? num_experts * max_tokens * 2 * hidden : 0;
+  l.rows_bytes = dispatch_rows > combine_rows ? dispatch_rows : combine_rows;
+  l.total_bytes = align_up(l.rows_offset + l.rows_bytes, 128);
+  return l;
+}
+
+// Bytes of the whole region (two halves) for the largest call; top-k sized at its maximum.
+constexpr std::int64_t ll_region_bytes(std::int64_t max_tokens, std::int64_t hidden, std::int64_t num_experts,
+                                       bool combine_staging) {
+  return 2 * carve_ll_half(max_tokens, hidden, kMaxTopk, num_experts, combine_staging).total_bytes;
+}
+
+}  // namespace moe_ep::protocol
