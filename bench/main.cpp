@@ -19,6 +19,10 @@
 #include "low_latency_bench.hpp"
 
 int main(int argc, char** argv) {
+  // In-process ranks: a lazily loaded kernel (ours or the harness's) makes its first
+  // launch wait for the device while peers' kernels spin on this rank. Load every module
+  // with the context instead (this overrides a LAZY setting in the environment).
+  setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/1);
   using namespace moe_ep::bench;
   for (int i = 1; i < argc; ++i) {
     if (std::string(argv[i]) == "--cpu-reference") return run_cpu_reference_demo();

@@ -11,6 +11,10 @@
 #include "support/process_group_child.hpp"
 
 int main(int argc, char** argv) {
+  // In-process ranks: a lazily loaded kernel (ours or the harness's) makes its first
+  // launch wait for the device while peers' kernels spin on this rank. Load every module
+  // with the context instead (this overrides a LAZY setting in the environment).
+  setenv("CUDA_MODULE_LOADING", "EAGER", /*overwrite=*/1);
   if (argc == 5 && std::string(argv[1]) == moe_ep::test::kProcessGroupChildFlag) {
     return moe_ep::test::run_process_group_child(std::atoi(argv[2]), std::atoi(argv[3]), argv[4]);
   }
