@@ -36,6 +36,10 @@ LaunchGate::LaunchGate(std::uint64_t timeout_ns)
   cudaFuncAttributes attributes{};
   MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, hold_kernel));
   MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, open_kernel));
+  // The opener stream's first work, now: a stream's first use can wait for the device,
+  // which the held ranks keep busy.
+  open(0);
+  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(opener_.get()));
 }
 
 void LaunchGate::hold(cudaStream_t stream, std::uint32_t epoch) const {

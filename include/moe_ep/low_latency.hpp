@@ -79,8 +79,11 @@ struct LowLatencyCombineArgs {
 
 // The receive half of a call made with return_recv_hook (or an empty hook). Calling it
 // launches the receive on the stream of the call; it may be called once. The caller's
-// tensors (x of a combine, the outputs of a dispatch) must stay alive and unmodified
-// until the hook has been called and the stream has passed it.
+// tensors must stay alive and unmodified until the hook has been called and the stream
+// has passed it: the outputs of a dispatch, and the tensors peers read in place when all
+// ranks share this process (x of a combine without use_logfmt / zero_copy, x of a BF16
+// dispatch). deep_ep lets x be reused after the send; here that needs a process group,
+// zero_copy or FP8.
 class LowLatencyHook {
  public:
   LowLatencyHook() = default;

@@ -87,6 +87,10 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
   kernels::preload_send_kernels();
   kernels::preload_receive_kernels();
   kernels::preload_combine_kernels();
+  // A stream's first work can wait for the device (observed as a rank stalling until its
+  // spinning peers time out): give the comm stream its first work now, with no peer spinning.
+  MOE_EP_CUDA_CHECK(cudaMemsetAsync(state.get(), 0, sizeof(protocol::DeviceState), comm_stream.get()));
+  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(comm_stream.get()));
   group->barrier();  // every peer's buffer is zeroed before anyone signals into it
 }
 
@@ -143,10 +147,14 @@ void Buffer::reset() {
   runtime::DeviceGuard guard(impl_->device);
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(impl_->comm_stream.get()));
   impl_->group->barrier();  // no peer is still signalling into this buffer
+  // Ordered on the comm stream and waited for: a legacy-stream memset could land after the
+  // barrier, under a peer's next kernel.
+  cudaStream_t comm = impl_->comm_stream.get();
   if (impl_->nvl->bytes() >= sizeof(protocol::NvlHeader)) {
-    MOE_EP_CUDA_CHECK(cudaMemset(impl_->nvl->local(), 0, sizeof(protocol::NvlHeader)));
+    MOE_EP_CUDA_CHECK(cudaMemsetAsync(impl_->nvl->local(), 0, sizeof(protocol::NvlHeader), comm));
   }
-  MOE_EP_CUDA_CHECK(cudaMemset(impl_->state.get(), 0, sizeof(protocol::DeviceState)));
+  MOE_EP_CUDA_CHECK(cudaMemsetAsync(impl_->state.get(), 0, sizeof(protocol::DeviceState), comm));
+  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(comm));
   std::memset(impl_->host(), 0, sizeof(protocol::HostMappedState));
   impl_->clear_low_latency_state();
   impl_->failure.clear();

@@ -77,7 +77,9 @@ struct Buffer::Impl {
   // Low latency: refuses non-LL buffers, then as ensure_usable.
   void ensure_low_latency(const std::string& op);
   // The half the next LL op uses; refuses a half whose previous op still awaits its hook.
-  int take_ll_parity(const std::string& op);
+  // The call moves ll_next_parity on only once its send kernel is launched, so a call that
+  // throws leaves every rank on the same half.
+  int next_ll_parity(const std::string& op) const;
   // Base of this rank's half `parity` (its own mapping).
   std::uint8_t* ll_local_half(int parity) const;
   // Refuses a call whose layout does not fit one half.

@@ -38,9 +38,11 @@ LowLatencyCall skipped_call(bool use_hook) {
   return call;
 }
 
-// The receive half now, or wrapped in the hook; then the call's event.
+// After the send (or fused) launch: takes the half, wraps the receive in the hook if
+// asked, and returns the call's event.
 LowLatencyCall finish_call(Buffer::Impl& m, int parity, bool use_hook, const StreamOptions& s, cudaStream_t stream,
                            std::function<void()> receive, const std::string& op) {
+  m.ll_next_parity = parity ^ 1;  // the send kernel is launched: this half is taken
   LowLatencyCall call;
   if (use_hook) {
     m.ll_awaiting_hook[parity] = true;
@@ -76,7 +78,7 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   handle.buffer_id = m.id;
   handle.buffer_generation = m.generation;
   if (m.consume_skip()) return skipped_call(a.return_recv_hook);
-  const int parity = m.take_ll_parity(op);
+  const int parity = m.next_ll_parity(op);
 
   // FP8 is cast once into the half; BF16 is read in place by peers of this process.
   const bool stage = a.use_fp8 || !m.group->shares_address_space();
@@ -160,7 +162,7 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   std::uint8_t* half_rows = m.ll_local_half(m.ll_next_parity) + layout.rows_offset;
   host::require(!a.zero_copy || a.x.data == half_rows, op,
                 "zero_copy: x is not the view returned by next_low_latency_combine_buffer() for this call");
-  const int parity = m.take_ll_parity(op);
+  const int parity = m.next_ll_parity(op);
 
   kernels::LlContext ctx = m.ll_context(protocol::Op::kLowLatencyCombine, parity, layout);
   ctx.shape = published_shape(s, a.use_logfmt ? protocol::LlFormat::kLogFmt : protocol::LlFormat::kBf16);

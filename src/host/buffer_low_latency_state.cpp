@@ -57,6 +57,7 @@ void Buffer::Impl::clear_low_latency_state() {
   MOE_EP_CUDA_CHECK(cudaMemsetAsync(&s->ll_epoch, 0, sizeof(s->ll_epoch), stream));
   MOE_EP_CUDA_CHECK(cudaMemsetAsync(&s->ll_plan_ready, 0, sizeof(s->ll_plan_ready), stream));
   MOE_EP_CUDA_CHECK(cudaMemsetAsync(&s->ll_ticket, 0, sizeof(s->ll_ticket), stream));
+  MOE_EP_CUDA_CHECK(cudaMemsetAsync(&s->ll_send_ticket, 0, sizeof(s->ll_send_ticket), stream));
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
   ll_next_parity = 0;
   ll_awaiting_hook[0] = ll_awaiting_hook[1] = false;
@@ -90,12 +91,10 @@ void Buffer::Impl::ensure_low_latency(const std::string& op) {
   ensure_usable(op);
 }
 
-int Buffer::Impl::take_ll_parity(const std::string& op) {
-  const int parity = ll_next_parity;
-  host::require(!ll_awaiting_hook[parity], op,
+int Buffer::Impl::next_ll_parity(const std::string& op) const {
+  host::require(!ll_awaiting_hook[ll_next_parity], op,
                 "two low-latency calls already await their receive hooks; call the older hook first");
-  ll_next_parity ^= 1;
-  return parity;
+  return ll_next_parity;
 }
 
 std::uint8_t* Buffer::Impl::ll_local_half(int parity) const {

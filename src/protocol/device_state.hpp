@@ -19,7 +19,8 @@ struct DeviceState {
   // Low latency, per half of the LL region (ops on the two halves may overlap):
   std::uint64_t ll_epoch[2];        // ops completed on that half
   std::uint64_t ll_plan_ready[2];   // dispatch receive: (epoch << 16 | arrived << 1 | failed) of the plan
-  std::uint32_t ll_ticket[2];       // blocks of the running kernel that finished
+  std::uint32_t ll_send_ticket[2];  // blocks of the running send phase that finished
+  std::uint32_t ll_ticket[2];       // blocks of the running receive phase that finished (done barrier)
   std::int32_t ll_masked[kMaxNvlRanks];  // nonzero: that peer is masked (enable_shrink)
 };
 static_assert(std::is_trivially_copyable_v<DeviceState>);

@@ -9,7 +9,6 @@ namespace {
 
 template <bool kSend, bool kRecv>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_combine_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
-  if (send.ctx.num_ranks == 0 && recv.ctx.num_ranks == 0) return;  // the warm-up launch of preload()
   if constexpr (kSend) ll_combine_send_phase(send);
   if constexpr (kRecv) ll_combine_recv_phase(recv);
 }
@@ -24,10 +23,6 @@ template <bool kSend, bool kRecv>
 void preload() {
   cudaFuncAttributes attributes;
   MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, ll_combine_kernel<kSend, kRecv>));
-  // See dispatch.cu: size the context's local memory now.
-  ll_combine_kernel<kSend, kRecv><<<1, kLlThreads>>>(LlCombineSendParams{}, LlCombineRecvParams{});
-  MOE_EP_CHECK_LAUNCH();
-  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
 }  // namespace

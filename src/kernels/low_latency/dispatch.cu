@@ -10,7 +10,6 @@ namespace {
 
 template <bool kSend, bool kRecv>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
-  if (send.ctx.num_ranks == 0 && recv.ctx.num_ranks == 0) return;  // the warm-up launch of preload()
   if constexpr (kSend) ll_dispatch_send_phase(send);
   if constexpr (kRecv) ll_dispatch_recv_phase(recv);
 }
@@ -28,11 +27,6 @@ void preload() {
                                          kLlDispatchSharedBytes));
   cudaFuncAttributes attributes;
   MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, ll_dispatch_kernel<kSend, kRecv>));
-  // The first launch of a kernel that needs more local memory than the context holds
-  // resizes it, which waits for the device: do it now, before any peer spins on us.
-  ll_dispatch_kernel<kSend, kRecv><<<1, kLlThreads>>>(LlDispatchSendParams{}, LlDispatchRecvParams{});
-  MOE_EP_CHECK_LAUNCH();
-  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(nullptr));
 }
 
 }  // namespace

@@ -67,15 +67,15 @@ __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
   }
   __syncthreads();
   const int q = threadIdx.x;
-  if (q < ctx.num_ranks && !ll_masked(ctx, q)) {
+  if (q < ctx.num_ranks && (q == ctx.rank || !ll_masked(ctx, q))) {  // never skip ourselves
     const std::uint64_t start = device::global_timer_ns();
     const auto result = device::wait_tag(&(ll_header(ctx, ctx.rank)->*flags)[q], protocol::make_tag(epoch, ctx.op),
-                                         ctx.timeout_ns, ctx.error, ctx.rank, phase, q, !ctx.enable_shrink,
-                                         ctx.gpu_scope);
+                                         ctx.timeout_ns, ctx.error, ctx.rank, phase, q,
+                                         !ctx.enable_shrink || q == ctx.rank, ctx.gpu_scope);
     if (wait_stats != nullptr) wait_stats[q] += static_cast<std::int64_t>(device::global_timer_ns() - start);
     if (result == device::WaitResult::kOk) {
       atomicOr(&arrived, 1u << q);
-    } else if (result == device::WaitResult::kTimeout && ctx.enable_shrink) {
+    } else if (result == device::WaitResult::kTimeout && ctx.enable_shrink && q != ctx.rank) {
       atomicExch(&ctx.state->ll_masked[q], 1);
     } else {
       failed = true;
@@ -119,11 +119,12 @@ __device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64
   __syncthreads();
   if (threadIdx.x == 0) {
     __threadfence();
-    is_last = atomicAdd(&ctx.state->ll_ticket[ctx.parity], 1u) == gridDim.x - 1;
+    // Its own counter: a receive phase in the same launch may already count its blocks.
+    is_last = atomicAdd(&ctx.state->ll_send_ticket[ctx.parity], 1u) == gridDim.x - 1;
   }
   __syncthreads();
   if (!is_last || threadIdx.x != 0) return;
-  ctx.state->ll_ticket[ctx.parity] = 0;
+  ctx.state->ll_send_ticket[ctx.parity] = 0;
   __threadfence();
   ll_header(ctx, ctx.rank)->published = ctx.shape;
   ll_signal_peers(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <barrier>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -648,6 +649,10 @@ void LlRankIo::enqueue_round(Buffer& buffer, cudaStream_t stream, const LlCallOp
 
 void LlRankIo::run_round(Buffer& buffer, cudaStream_t stream, const LlCallOptions& o) {
   enqueue_round(buffer, stream, o);
+  finish_round(buffer, stream, o);
+}
+
+void LlRankIo::finish_round(Buffer& buffer, cudaStream_t stream, const LlCallOptions& o) {
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
   buffer.check_error();
   if ((o.dispatch_hook || o.combine_hook) && !unrelated_work_seen()) {
@@ -749,9 +754,18 @@ std::int64_t LlSet::count_unpoisoned(int r, bool dispatch_outputs, bool combine_
 // ---- cluster ---------------------------------------------------------------------------
 
 void run_ll_round_on_all_ranks(Cluster& cluster, LlSet& set, const LlCallOptions& options) {
+  // Every rank enqueues its round before any rank blocks on its stream (as the benchmark).
+  std::barrier enqueued(cluster.num_ranks);
   run_on_ranks(cluster.num_ranks, [&](int r) {
     MOE_EP_CUDA_CHECK(cudaSetDevice(cluster.buffers[r]->device()));
-    set.rank(r).run_round(*cluster.buffers[r], cluster.streams[r], options);
+    try {
+      set.rank(r).enqueue_round(*cluster.buffers[r], cluster.streams[r], options);
+    } catch (...) {
+      enqueued.arrive_and_drop();
+      throw;
+    }
+    enqueued.arrive_and_wait();
+    set.rank(r).finish_round(*cluster.buffers[r], cluster.streams[r], options);
   });
 }
 

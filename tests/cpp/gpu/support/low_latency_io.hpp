@@ -132,6 +132,8 @@ class LlRankIo {
   // enqueue_round, then a stream sync, check_error(), and a check that the unrelated
   // kernel ran (with hooks).
   void run_round(Buffer& buffer, cudaStream_t stream, const LlCallOptions& options = {});
+  // The second half of run_round: the stream sync and the checks.
+  void finish_round(Buffer& buffer, cudaStream_t stream, const LlCallOptions& options = {});
   // The unrelated kernel's scratch holds its result (after a sync).
   bool unrelated_work_seen() const;
 
@@ -221,7 +223,8 @@ class LlSet {
   LlExpected expected_;
 };
 
-// Every rank runs LlRankIo::run_round on its own thread; throws if any rank failed.
+// Every rank runs LlRankIo::run_round on its own thread (all enqueue before any waits);
+// throws if any rank failed.
 void run_ll_round_on_all_ranks(Cluster& cluster, LlSet& set, const LlCallOptions& options = {});
 
 // Options of a low-latency buffer with a device timeout.

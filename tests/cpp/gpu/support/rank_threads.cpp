@@ -45,6 +45,14 @@ void keep_pool_memory(int device) {
   MOE_EP_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &never));
 }
 
+void warm_up_stream(cudaStream_t stream) {
+  void* scratch = nullptr;
+  MOE_EP_CUDA_CHECK(cudaMallocAsync(&scratch, 16, stream));
+  MOE_EP_CUDA_CHECK(cudaMemsetAsync(scratch, 0, 16, stream));
+  MOE_EP_CUDA_CHECK(cudaFreeAsync(scratch, stream));
+  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
 Cluster::Cluster(int n, std::int64_t num_nvl_bytes, BufferOptions options, int device, std::int64_t num_rdma_bytes)
     : num_ranks(n), buffers(n), streams(n, nullptr) {
   keep_pool_memory(device);
@@ -53,6 +61,7 @@ Cluster::Cluster(int n, std::int64_t num_nvl_bytes, BufferOptions options, int d
     MOE_EP_CUDA_CHECK(cudaSetDevice(device));
     buffers[r] = std::make_unique<Buffer>(groups[r], num_nvl_bytes, num_rdma_bytes, options);
     MOE_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&streams[r], cudaStreamNonBlocking));
+    warm_up_stream(streams[r]);
   });
 }
 

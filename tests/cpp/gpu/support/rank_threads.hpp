@@ -27,7 +27,11 @@ void keep_pool_memory(int device);
 // Wall-clock seconds since `start` (steady clock).
 double seconds_since(std::chrono::steady_clock::time_point start);
 
-// N in-process ranks on `device`, each with its Buffer and a compute stream.
+// Gives a new stream its first work and waits for it, before any collective: a stream's
+// first use can wait for the device, i.e. for peers spinning on this rank.
+void warm_up_stream(cudaStream_t stream);
+
+// N in-process ranks on `device`, each with its Buffer and a compute stream (warmed up).
 // num_rdma_bytes: the low-latency region (with options.low_latency_mode).
 struct Cluster {
   Cluster(int num_ranks, std::int64_t num_nvl_bytes, BufferOptions options = {}, int device = 0,
