@@ -132,7 +132,7 @@ __device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64
 
 // Called by every block at its end: the last block to finish tells every peer that this
 // rank is done reading its half, waits until every unmasked peer is done reading ours,
-// and (unless something failed) completes the op: epoch + 1.
+// and completes the op: epoch + 1.
 __device__ __forceinline__ void ll_done_barrier(const LlContext& ctx, std::uint64_t epoch, bool failed,
                                                 protocol::Phase phase) {
   __shared__ bool is_last;
@@ -147,8 +147,11 @@ __device__ __forceinline__ void ll_done_barrier(const LlContext& ctx, std::uint6
     ctx.state->ll_ticket[ctx.parity] = 0;
     ll_signal_peers(ctx, &protocol::LlHeader::done, epoch, failed);
   }
-  const LlArrivals done = ll_wait_peers(ctx, &protocol::LlHeader::done, epoch, phase);
-  if (threadIdx.x == 0 && !done.failed) ctx.state->ll_epoch[ctx.parity] = epoch;
+  ll_wait_peers(ctx, &protocol::LlHeader::done, epoch, phase);
+  // Always move on, failed or not: a later op (a graph replay, which no host check stops)
+  // must never accept this op's flags or plan; the failure itself is in the error record
+  // and in the flags' failed bit.
+  if (threadIdx.x == 0) ctx.state->ll_epoch[ctx.parity] = epoch;
 }
 
 }  // namespace moe_ep::kernels
