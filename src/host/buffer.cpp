@@ -253,12 +253,13 @@ int Buffer::Impl::checked_num_sms(const std::string& op, const Config& config) c
   return config.num_sms;
 }
 
-void Buffer::Impl::check_handle(const std::string& op, const DispatchHandle& handle) const {
-  host::require(handle.buffer_id == id, op,
-                "handle comes from buffer " + std::to_string(handle.buffer_id) + ", not this buffer " +
+void Buffer::Impl::check_handle(const std::string& op, std::uint64_t handle_buffer_id,
+                                std::uint64_t handle_generation) const {
+  host::require(handle_buffer_id == id, op,
+                "handle comes from buffer " + std::to_string(handle_buffer_id) + ", not this buffer " +
                     std::to_string(id));
-  host::require(handle.buffer_generation == generation, op,
-                "handle is from before a reset (generation " + std::to_string(handle.buffer_generation) +
+  host::require(handle_generation == generation, op,
+                "handle is from before a reset (generation " + std::to_string(handle_generation) +
                     ", buffer is at " + std::to_string(generation) + ")");
 }
 

@@ -72,7 +72,11 @@ struct Buffer::Impl {
   // The staging region of this rank's NVL buffer, for a call named `op`.
   host::StagingArea staging(const std::string& op) const;
   int checked_num_sms(const std::string& op, const Config& config) const;
-  void check_handle(const std::string& op, const DispatchHandle& handle) const;
+  // A handle (intranode or low latency) must come from this buffer, since its last reset.
+  void check_handle(const std::string& op, std::uint64_t handle_buffer_id, std::uint64_t handle_generation) const;
+  void check_handle(const std::string& op, const DispatchHandle& handle) const {
+    check_handle(op, handle.buffer_id, handle.buffer_generation);
+  }
 
   // Low latency: refuses non-LL buffers, then as ensure_usable.
   void ensure_low_latency(const std::string& op);

@@ -122,10 +122,6 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   recv.wait_stats = a.dispatch_wait_recv_cost_stats.ptr<std::int64_t>();
 
   cudaStream_t stream = launch_stream(m, a.stream);
-  // Block 0 ranks the entries; the others stage rows, a chunk per warp.
-  const std::int64_t payload_bytes = a.use_fp8 ? s.hidden : 2 * s.hidden;
-  const std::int64_t chunks = (payload_bytes + kernels::kLlChunkBytes - 1) / kernels::kLlChunkBytes;
-  (void)chunks;
   // The receiving phase also clears src_info past the counts: it takes the rank's whole
   // SM share, and so does a launch of both phases.
   const int recv_blocks = m.ll_sm_share();
@@ -133,7 +129,10 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
     kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kBoth, recv_blocks, stream);
     return finish_call(m, parity, false, a.stream, stream, nullptr, op);
   }
-  const int send_blocks = stage ? std::min(recv_blocks, 1 + m.ll_blocks(s.num_tokens * ((s.hidden + 1023) / 1024))) : 1;
+  // Block 0 ranks the entries; the others stage rows, a chunk of channels per warp.
+  const std::int64_t stage_chunks =
+      s.num_tokens * ((s.hidden + kernels::kLlStageChunkChannels - 1) / kernels::kLlStageChunkChannels);
+  const int send_blocks = stage ? std::min(recv_blocks, 1 + m.ll_blocks(stage_chunks)) : 1;
   kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kSend, send_blocks, stream);
   return finish_call(m, parity, true, a.stream, stream,
                      [send, recv, recv_blocks, stream] {
@@ -147,12 +146,7 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   Impl& m = *impl_;
   runtime::DeviceGuard guard(m.device);
   m.ensure_low_latency(op);
-  host::require(handle.buffer_id == m.id, op,
-                "handle comes from buffer " + std::to_string(handle.buffer_id) + ", not this buffer " +
-                    std::to_string(m.id));
-  host::require(handle.buffer_generation == m.generation, op,
-                "handle is from before a reset (generation " + std::to_string(handle.buffer_generation) +
-                    ", buffer is at " + std::to_string(m.generation) + ")");
+  m.check_handle(op, handle.buffer_id, handle.buffer_generation);
   const host::LowLatencyShape s = host::check_low_latency_combine(op, m.num_ranks, a, handle);
   // Peers in other processes cannot read x: stage it (BF16) or encode it (LogFMT).
   const bool staged = a.use_logfmt || a.zero_copy || !m.group->shares_address_space();
@@ -178,8 +172,6 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   send.stage_rows = staged && !a.use_logfmt && !a.zero_copy;
   send.logfmt = a.use_logfmt;
   send.layout_range = handle.layout_range.ptr<const std::int64_t>();
-  send.published_rows = ctx.shape.rows;
-  send.published_row_stride = ctx.shape.row_stride;
 
   kernels::LlCombineRecvParams recv{};
   recv.ctx = ctx;

@@ -27,8 +27,7 @@ TensorView Buffer::next_low_latency_combine_buffer(const LowLatencyHandle& handl
   const std::string op = "get_next_low_latency_combine_buffer";
   Impl& m = *impl_;
   m.ensure_low_latency(op);
-  host::require(handle.buffer_id == m.id && handle.buffer_generation == m.generation, op,
-                "handle comes from another buffer or from before a reset");
+  m.check_handle(op, handle.buffer_id, handle.buffer_generation);
   const protocol::LlHalfLayout layout = protocol::carve_ll_half(handle.num_max_dispatch_tokens_per_rank, handle.hidden,
                                                                 handle.num_topk, handle.num_experts, true);
   m.check_ll_fits(op, layout, true);

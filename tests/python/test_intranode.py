@@ -15,9 +15,8 @@ torch = pytest.importorskip("torch", reason="the GPU tests need PyTorch")
 from intranode_scenario import (CASES, HIDDEN, MAX_TOKENS, check_rank, make_inputs,  # noqa: E402
                                 reference, run_rank, to_device)
 from moe_ep import testing  # noqa: E402
+from torchrun_group import UNDER_TORCHRUN, torchrun_world  # noqa: E402
 
-WORLD_SIZE = int(os.environ.get("WORLD_SIZE", "1"))
-UNDER_TORCHRUN = WORLD_SIZE > 1 and "RANK" in os.environ
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none visible)")
 
 
@@ -88,19 +87,7 @@ def test_bad_input_raises_value_error_and_buffer_stays_usable(clusters):
 @pytest.fixture(scope="module")
 def process_buffer():
     dist = torch.distributed
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available in this torch build")
-    if not dist.is_initialized():
-        if not UNDER_TORCHRUN:
-            pytest.skip("one rank per process runs under torchrun with N>1 processes, e.g. "
-                        "torchrun --nproc-per-node=2 -m pytest tests/python/test_intranode.py")
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl")
-    if dist.get_world_size() < 2:
-        pytest.skip("torch.distributed has one rank: nothing to exchange")
-    if torch.cuda.device_count() < dist.get_world_size():
-        pytest.skip(f"{dist.get_world_size()} processes but {torch.cuda.device_count()} GPUs: one GPU per process")
-    world = dist.get_world_size()
+    world = torchrun_world(torch, "tests/python/test_intranode.py")
     buffer = moe_ep.Buffer(dist.group.WORLD, moe_ep.Buffer.intranode_size_hint(MAX_TOKENS, world, HIDDEN * 2))
     yield buffer
     torch.cuda.synchronize()

@@ -20,9 +20,8 @@ from low_latency_scenario import (CASES, HIDDEN, MAX_TOKENS, NUM_LOCAL_EXPERTS, 
                                   Reference, check_rank, expert_outputs, make_inputs, num_experts, run_rank,
                                   to_device)
 from moe_ep import testing  # noqa: E402
+from torchrun_group import UNDER_TORCHRUN, torchrun_world  # noqa: E402
 
-WORLD_SIZE = int(os.environ.get("WORLD_SIZE", "1"))
-UNDER_TORCHRUN = WORLD_SIZE > 1 and "RANK" in os.environ
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (none visible)")
 in_process_only = pytest.mark.skipif(UNDER_TORCHRUN, reason="under torchrun the one-rank-per-process tests run")
 
@@ -336,19 +335,7 @@ def test_zero_copy_buffer_is_a_view_of_the_buffer(clusters):
 @pytest.fixture(scope="module")
 def process_buffer():
     dist = torch.distributed
-    if not dist.is_available():
-        pytest.skip("torch.distributed is not available in this torch build")
-    if not dist.is_initialized():
-        if not UNDER_TORCHRUN:
-            pytest.skip("one rank per process runs under torchrun with N>1 processes, e.g. "
-                        "torchrun --nproc-per-node=2 -m pytest tests/python/test_low_latency.py")
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group("nccl")
-    if dist.get_world_size() < 2:
-        pytest.skip("torch.distributed has one rank: nothing to exchange")
-    if torch.cuda.device_count() < dist.get_world_size():
-        pytest.skip(f"{dist.get_world_size()} processes but {torch.cuda.device_count()} GPUs: one GPU per process")
-    world = dist.get_world_size()
+    world = torchrun_world(torch, "tests/python/test_low_latency.py")
     # As deep_ep's low-latency users build it: no NVL bytes, the RDMA size hint, low_latency_mode.
     buffer = moe_ep.Buffer(dist.group.WORLD, num_rdma_bytes=rdma_bytes(world), low_latency_mode=True,
                            num_qps_per_rank=NUM_LOCAL_EXPERTS)

@@ -26,7 +26,7 @@ __device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, 
     const std::int64_t last = p.layout_range[e * ctx.num_ranks + ctx.num_ranks - 1];
     if (j >= (last & 0xffffffff) + (last >> 32)) continue;  // past the expert's count
     const std::uint16_t* src = p.x + item * p.hidden;
-    std::uint8_t* dst = rows + item * p.published_row_stride;
+    std::uint8_t* dst = rows + item * ctx.shape.row_stride;
     if (p.logfmt) {
       warp_encode_row_logfmt(src, dst, p.hidden, lane);
     } else {

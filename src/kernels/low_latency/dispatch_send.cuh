@@ -69,21 +69,20 @@ __device__ __forceinline__ void rank_entries(const LlDispatchSendParams& p, std:
 }
 
 // Every block but 0 (unless alone): each token once into this rank's half, one chunk of
-// kLlChunkBytes of the stored row (1024 channels) per warp and work item.
+// kLlStageChunkChannels channels per warp and work item.
 __device__ __forceinline__ void stage_rows(const LlDispatchSendParams& p, std::uint8_t* half) {
-  constexpr int kChunkChannels = 1024;
   const int first_block = gridDim.x > 1 ? 1 : 0;
   const int lane = threadIdx.x % 32;
   const int worker = (blockIdx.x - first_block) * kLlWarps + threadIdx.x / 32;
   const int num_workers = (gridDim.x - first_block) * kLlWarps;
-  const int chunks = (p.hidden + kChunkChannels - 1) / kChunkChannels;
+  const int chunks = (p.hidden + kLlStageChunkChannels - 1) / kLlStageChunkChannels;
   std::uint8_t* rows = half + p.ctx.layout.rows_offset;
   const std::int64_t stride = p.ctx.shape.row_stride;
   const bool bf16 = p.ctx.shape.format == static_cast<int>(protocol::LlFormat::kBf16);
   for (int item = worker; item < p.num_tokens * chunks; item += num_workers) {
     const int t = item / chunks;
-    const int begin = (item % chunks) * kChunkChannels;
-    const int end = min(begin + kChunkChannels, p.hidden);
+    const int begin = (item % chunks) * kLlStageChunkChannels;
+    const int end = min(begin + kLlStageChunkChannels, p.hidden);
     const std::uint16_t* src = p.x + t * p.x_row_stride;
     std::uint8_t* dst = rows + t * stride;
     if (bf16) {

@@ -20,6 +20,7 @@ namespace moe_ep::kernels {
 inline constexpr int kLlThreads = 256;
 inline constexpr int kLlWarps = kLlThreads / 32;
 inline constexpr int kLlChunkBytes = 2048;  // of a stored row (fp8 or bf16 payload)
+inline constexpr int kLlStageChunkChannels = 1024;  // of a token a warp casts or stages
 // Blocks of one LL kernel spin on each other (ticket, plan) and on peers: all must be
 // resident. Two blocks per SM of register room, and a grid of at most the rank's share
 // of the SMs less a reserve, leave room for whatever else runs on the device.
@@ -93,8 +94,6 @@ struct LlCombineSendParams {
   bool stage_rows;                 // copy valid rows of x into the half (bf16)
   bool logfmt;                     // encode valid rows into the half
   const std::int64_t* layout_range;  // [E_local, num_ranks] (the dispatch handle's)
-  const std::uint8_t* published_rows;  // what peers read: x or the half's rows
-  std::int64_t published_row_stride;
 };
 static_assert(std::is_trivially_copyable_v<LlCombineSendParams>);
 

@@ -6,6 +6,8 @@
 #pragma once
 #include <cstdint>
 #include <cstring>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include <cuda_runtime_api.h>
@@ -60,6 +62,16 @@ class DeviceArray {
     MOE_EP_CUDA_CHECK(cudaMemsetAsync(ptr_, kPoisonByte, count_ * sizeof(T), cudaStreamPerThread));
     MOE_EP_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
   }
+  // Copies `bytes` from the host into the start of the array (the rest keeps its contents).
+  void upload_prefix(const void* host, std::size_t bytes) const {
+    if (bytes == 0) return;
+    if (bytes > count_ * sizeof(T)) {
+      throw std::invalid_argument("test: upload of " + std::to_string(bytes) + " bytes into an array of " +
+                                  std::to_string(count_ * sizeof(T)));
+    }
+    MOE_EP_CUDA_CHECK(cudaMemcpyAsync(ptr_, host, bytes, cudaMemcpyHostToDevice, cudaStreamPerThread));
+    MOE_EP_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
+  }
   TensorView view(DType dtype, std::initializer_list<std::int64_t> shape) const {
     return TensorView::contiguous(ptr_, dtype, shape);
   }
@@ -68,5 +80,19 @@ class DeviceArray {
   T* ptr_ = nullptr;
   std::size_t count_ = 0;
 };
+
+// Bitwise equality of two downloaded outputs; on the first difference (if none is
+// recorded yet) writes which element of `name` differs into *first_difference.
+template <typename T>
+bool same_bytes(const char* name, const std::vector<T>& a, const std::vector<T>& b, std::string* first_difference) {
+  if (a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0)) return true;
+  if (first_difference != nullptr && first_difference->empty()) {
+    std::size_t i = 0;
+    while (i < a.size() && i < b.size() && std::memcmp(&a[i], &b[i], sizeof(T)) == 0) ++i;
+    *first_difference = std::string(name) + " differs at element " + std::to_string(i) + " (sizes " +
+                        std::to_string(a.size()) + ", " + std::to_string(b.size()) + ")";
+  }
+  return false;
+}
 
 }  // namespace moe_ep::test

@@ -23,18 +23,6 @@ namespace ref = moe_ep::reference;
 
 std::string str(std::int64_t v) { return std::to_string(v); }
 
-// Copies `bytes` from the host into the start of `array` (the rest keeps its contents).
-template <typename T>
-void upload_prefix(const DeviceArray<T>& array, const void* host, std::size_t bytes) {
-  if (bytes == 0) return;
-  if (bytes > array.size() * sizeof(T)) {
-    throw std::invalid_argument("test: upload of " + str(static_cast<std::int64_t>(bytes)) +
-                                " bytes into an array of " + str(static_cast<std::int64_t>(array.size() * sizeof(T))));
-  }
-  MOE_EP_CUDA_CHECK(cudaMemcpyAsync(array.get(), host, bytes, cudaMemcpyHostToDevice, cudaStreamPerThread));
-  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
-}
-
 template <typename T>
 void zero(const DeviceArray<T>& array) {
   if (array.size() == 0) return;
@@ -56,18 +44,6 @@ std::int64_t count_unpoisoned_bytes(const std::vector<T>& v) {
   std::int64_t n = 0;
   for (std::size_t i = 0; i < v.size() * sizeof(T); ++i) n += p[i] != kPoisonByte ? 1 : 0;
   return n;
-}
-
-template <typename T>
-bool same_bytes(const char* name, const std::vector<T>& a, const std::vector<T>& b, std::string* first_difference) {
-  if (a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0)) return true;
-  if (first_difference != nullptr && first_difference->empty()) {
-    std::size_t i = 0;
-    while (i < a.size() && i < b.size() && std::memcmp(&a[i], &b[i], sizeof(T)) == 0) ++i;
-    *first_difference = std::string(name) + " differs at element " + str(static_cast<std::int64_t>(i)) + " (sizes " +
-                        str(static_cast<std::int64_t>(a.size())) + ", " + str(static_cast<std::int64_t>(b.size())) + ")";
-  }
-  return false;
 }
 
 // Counts mismatching elements and reports the first few of each context.
@@ -498,17 +474,17 @@ void LlRankIo::set_inputs(const ref::RankLowLatencyInput& in) {
     throw std::invalid_argument("test: " + str(in.num_tokens) + " tokens, arrays hold " + str(shape_.max_tokens));
   }
   num_tokens_ = in.num_tokens;
-  upload_prefix(x_, in.x.data(), in.x.size() * sizeof(std::uint16_t));
+  x_.upload_prefix(in.x.data(), in.x.size() * sizeof(std::uint16_t));
   overwrite_topk_idx(in.topk_idx);
-  upload_prefix(topk_weights_, in.topk_weights.data(), in.topk_weights.size() * sizeof(float));
+  topk_weights_.upload_prefix(in.topk_weights.data(), in.topk_weights.size() * sizeof(float));
   poison_outputs();
 }
 
 void LlRankIo::overwrite_topk_idx(const std::vector<std::int64_t>& ids) {
-  upload_prefix(topk_idx_, ids.data(), ids.size() * sizeof(std::int64_t));
+  topk_idx_.upload_prefix(ids.data(), ids.size() * sizeof(std::int64_t));
   std::vector<std::int32_t> ids32(ids.size());
   for (std::size_t i = 0; i < ids.size(); ++i) ids32[i] = static_cast<std::int32_t>(ids[i]);
-  upload_prefix(topk_idx32_, ids32.data(), ids32.size() * sizeof(std::int32_t));
+  topk_idx32_.upload_prefix(ids32.data(), ids32.size() * sizeof(std::int32_t));
 }
 
 void LlRankIo::poison_outputs() {

@@ -14,30 +14,6 @@ namespace {
 
 namespace ref = moe_ep::reference;
 
-// Copies `bytes` from the host into the start of `array` (the rest keeps its contents).
-template <typename T>
-void upload_prefix(const DeviceArray<T>& array, const void* host, std::size_t bytes) {
-  if (bytes == 0) return;
-  if (bytes > array.size() * sizeof(T)) {
-    throw std::invalid_argument("test: upload of " + std::to_string(bytes) + " bytes into an array of " +
-                                std::to_string(array.size() * sizeof(T)));
-  }
-  MOE_EP_CUDA_CHECK(cudaMemcpyAsync(array.get(), host, bytes, cudaMemcpyHostToDevice, cudaStreamPerThread));
-  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(cudaStreamPerThread));
-}
-
-template <typename T>
-bool same_bytes(const char* name, const std::vector<T>& a, const std::vector<T>& b, std::string* first_difference) {
-  if (a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0)) return true;
-  if (first_difference != nullptr && first_difference->empty()) {
-    std::size_t i = 0;
-    while (i < a.size() && i < b.size() && std::memcmp(&a[i], &b[i], sizeof(T)) == 0) ++i;
-    *first_difference = std::string(name) + " differs at element " + std::to_string(i) + " (sizes " +
-                        std::to_string(a.size()) + ", " + std::to_string(b.size()) + ")";
-  }
-  return false;
-}
-
 // Counts mismatching elements and reports the first few of each test context.
 class Mismatches {
  public:
@@ -184,15 +160,15 @@ void RankIo::set_inputs(const ref::RankDispatchInput& input) {
                                 std::to_string(shape_.max_tokens));
   }
   num_tokens_ = input.num_tokens;
-  upload_prefix(x_, input.x.data(), input.x.size());
-  upload_prefix(topk_idx_, input.topk_idx.data(), input.topk_idx.size() * sizeof(std::int64_t));
-  upload_prefix(topk_weights_, input.topk_weights.data(), input.topk_weights.size() * sizeof(float));
+  x_.upload_prefix(input.x.data(), input.x.size());
+  topk_idx_.upload_prefix(input.topk_idx.data(), input.topk_idx.size() * sizeof(std::int64_t));
+  topk_weights_.upload_prefix(input.topk_weights.data(), input.topk_weights.size() * sizeof(float));
   poison_outputs();
   prepare_handle();
 }
 
 void RankIo::overwrite_topk_idx(const std::vector<std::int64_t>& topk_idx) {
-  upload_prefix(topk_idx_, topk_idx.data(), topk_idx.size() * sizeof(std::int64_t));
+  topk_idx_.upload_prefix(topk_idx.data(), topk_idx.size() * sizeof(std::int64_t));
 }
 
 void RankIo::prepare_handle() {
