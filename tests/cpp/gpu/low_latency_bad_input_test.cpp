@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <functional>
+#include <mutex>
 #include <random>
 #include <string>
 #include <vector>
@@ -48,6 +49,7 @@ class Scratch {
  public:
   Scratch() : memory_(std::size_t{64} << 20) {}
   TensorView take(DType dtype, std::initializer_list<std::int64_t> shape) {
+    const std::lock_guard<std::mutex> lock(mutex_);  // rank threads take views concurrently
     TensorView v = TensorView::contiguous(nullptr, dtype, shape);
     const std::size_t bytes = static_cast<std::size_t>(v.numel()) * dtype_bytes(dtype);
     if (used_ + bytes > memory_.size()) throw std::invalid_argument("test: scratch exhausted");
@@ -59,6 +61,7 @@ class Scratch {
 
  private:
   DeviceArray<std::uint8_t> memory_;
+  std::mutex mutex_;
   std::size_t used_ = 0;
 };
 
@@ -522,6 +525,37 @@ TEST_F(LowLatencyBadInput, ExclusiveOptionsRejected) {
       },
       {"use_logfmt", "zero_copy"});
   expect_usable(13);
+}
+
+// Mask calls: a rank outside the group, a mask_status tensor of the wrong shape or dtype.
+TEST_F(LowLatencyBadInput, MaskArgumentsRejected) {
+  expect_rejected_on_every_rank<InvalidArgument>(
+      *cluster_, [&](int r) { buffer(r).low_latency_update_mask(kRanks, true, stream(r)); },
+      {"low_latency_update_mask_buffer", "rank " + str(kRanks), "outside [0, " + str(kRanks) + ")"});
+  expect_rejected_on_every_rank<InvalidArgument>(
+      *cluster_, [&](int r) { buffer(r).low_latency_update_mask(-1, true, stream(r)); }, {"rank -1", "outside"});
+  const TensorView int64_status = scratch_.take(DType::kInt64, {kRanks});
+  const TensorView long_status = scratch_.take(DType::kInt32, {kRanks + 1});
+  expect_rejected_on_every_rank<InvalidArgument>(
+      *cluster_, [&](int r) { buffer(r).low_latency_query_mask(int64_status, stream(r)); },
+      {"low_latency_query_mask_buffer", "mask_status", "int64[" + str(kRanks) + "]"});
+  expect_rejected_on_every_rank<InvalidArgument>(
+      *cluster_, [&](int r) { buffer(r).low_latency_query_mask(long_status, stream(r)); },
+      {"mask_status", "int32[" + str(kRanks + 1) + "]"});
+  scratch_.clear();
+  expect_usable(15);
+}
+
+// A negative num_rdma_bytes: rejected on every rank before anything is allocated.
+TEST(LowLatencyBadInputConstruction, NegativeRdmaBytesRejected) {
+  auto groups = make_in_process_group(std::vector<int>(kRanks, 0));
+  const auto errors = run_on_ranks_collect(kRanks, [&](int r) {
+    MOE_EP_CUDA_CHECK(cudaSetDevice(0));
+    Buffer buffer(groups[r], 0, -1, ll_options(kTimeoutMs));
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    expect_error(caught_as<InvalidArgument>(errors[r]), {"num_rdma_bytes must be >= 0", "-1"}, "rank " + str(r));
+  }
 }
 
 // B13: a low-latency region larger than the device: CudaError naming the bytes, on every
