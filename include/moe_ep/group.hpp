@@ -25,6 +25,9 @@ class Group {
   // order. Throws Timeout if a rank does not arrive within the group's bound.
   virtual void allgather(const void* in, std::size_t bytes, void* out) = 0;
   virtual void barrier();
+  // In-process groups: after this rank enqueued a collective kernel, waits at most `bound`
+  // until every peer has enqueued as many (see runtime/peer_launch_gate.hpp). Others: no-op.
+  virtual void await_peer_launches(std::chrono::microseconds bound) { (void)bound; }
 };
 
 // N ranks in this process, rank i on devices[i] (repeat a device to share it). Drive each

@@ -84,7 +84,7 @@ __device__ __forceinline__ WaitResult wait_tag(const std::uint64_t* flag, std::u
     if (global_timer_ns() - start > timeout_ns) {
       if (!record_timeout) return WaitResult::kTimeout;
       record_error(rec, protocol::ErrorCode::kTimeout, rank, phase, peer, static_cast<std::int64_t>(tag),
-                   static_cast<std::int64_t>(seen), static_cast<std::int64_t>(start));
+                   static_cast<std::int64_t>(seen), static_cast<std::int64_t>(start), protocol::kPeerEntryUnknown);
       return WaitResult::kTimeout;
     }
     seen = load_acquire(flag, gpu_scope);

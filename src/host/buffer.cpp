@@ -207,7 +207,15 @@ void Buffer::Impl::ensure_usable(const std::string& op) {
 bool Buffer::Impl::consume_skip() {
   if (fault.skip_calls <= 0) return false;
   --fault.skip_calls;
+  pass_launch_gate();
   return true;
+}
+
+void Buffer::Impl::pass_launch_gate() {
+  // Peers' host threads arrive within microseconds; the bound only limits the cost of a
+  // rank that stopped calling (it is then not waited for until it calls again).
+  constexpr std::chrono::milliseconds kLaunchGateBound{20};
+  group->await_peer_launches(kLaunchGateBound);
 }
 
 cudaStream_t Buffer::Impl::begin(const StreamOptions& s) {

@@ -78,6 +78,7 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
 
   kernels::launch_publish(publish, comm);
   kernels::launch_reduce(reduce, num_sms, comm);
+  impl_->pass_launch_gate();
   return impl_->end(a.stream);
 }
 

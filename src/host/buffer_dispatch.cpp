@@ -251,6 +251,7 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
     p.num_local_experts = s.num_experts / impl_->num_ranks;
     p.expert_begin = impl_->rank * p.num_local_experts;
     kernels::launch_receive(p, num_sms, comm);
+    impl_->pass_launch_gate();
     return impl_->end(args.stream);
   }
   // Publish this rank's outputs; peers push their tokens into them.
@@ -286,6 +287,7 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
   p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
   kernels::launch_publish(sink, comm);
   kernels::launch_send(p, num_sms, comm);
+  impl_->pass_launch_gate();
   return impl_->end(args.stream);
 }
 

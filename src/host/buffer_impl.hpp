@@ -60,8 +60,12 @@ struct Buffer::Impl {
   // stream synchronization on the path); returns once they are readable, raises the
   // recorded error if the kernel failed instead. Bounded by twice the device timeout.
   void wait_for_counts();
-  // Consumes one skipped call of fault injection; true when this call must not launch.
+  // Consumes one skipped call of fault injection; true when this call must not launch (it
+  // still passes the launch gate, as a launch would).
   bool consume_skip();
+  // After enqueueing a kernel that waits for peers, before the caller can queue work behind
+  // it: in-process peers enqueue theirs first (runtime/peer_launch_gate.hpp).
+  void pass_launch_gate();
 
   // Makes the comm stream wait for the caller's work; returns the comm stream.
   cudaStream_t begin(const StreamOptions& s);

@@ -31,10 +31,11 @@ cudaStream_t launch_stream(Buffer::Impl& m, const StreamOptions& s) {
   return m.begin(s);
 }
 
-// Fault injection: a skipped call launches nothing; its hook (if asked for) does nothing.
-LowLatencyCall skipped_call(bool use_hook) {
+// Fault injection: a skipped call launches nothing; its hook (if asked for) only passes
+// the launch gate, as a receive launch would.
+LowLatencyCall skipped_call(Buffer::Impl& m, bool use_hook) {
   LowLatencyCall call;
-  if (use_hook) call.hook = LowLatencyHook([] {});
+  if (use_hook) call.hook = LowLatencyHook([&m] { m.pass_launch_gate(); });
   return call;
 }
 
@@ -43,6 +44,7 @@ LowLatencyCall skipped_call(bool use_hook) {
 LowLatencyCall finish_call(Buffer::Impl& m, int parity, bool use_hook, const StreamOptions& s, cudaStream_t stream,
                            std::function<void()> receive, const std::string& op) {
   m.ll_next_parity = parity ^ 1;  // the send kernel is launched: this half is taken
+  m.pass_launch_gate();
   LowLatencyCall call;
   if (use_hook) {
     m.ll_awaiting_hook[parity] = true;
@@ -53,6 +55,7 @@ LowLatencyCall finish_call(Buffer::Impl& m, int parity, bool use_hook, const Str
       runtime::DeviceGuard guard(m.device);
       m.ll_awaiting_hook[parity] = false;
       receive();
+      m.pass_launch_gate();
     });
   }
   if (s.async_finish) call.event = Event::record(stream);
@@ -77,7 +80,7 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   handle.num_tokens = s.num_tokens;
   handle.buffer_id = m.id;
   handle.buffer_generation = m.generation;
-  if (m.consume_skip()) return skipped_call(a.return_recv_hook);
+  if (m.consume_skip()) return skipped_call(m, a.return_recv_hook);
   const int parity = m.next_ll_parity(op);
 
   // FP8 is cast once into the half; BF16 is read in place by peers of this process.
@@ -152,7 +155,7 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   const bool staged = a.use_logfmt || a.zero_copy || !m.group->shares_address_space();
   const protocol::LlHalfLayout layout = protocol::carve_ll_half(s.max_tokens, s.hidden, s.num_topk, s.num_experts, staged);
   m.check_ll_fits(op, layout, staged);
-  if (m.consume_skip()) return skipped_call(a.return_recv_hook);
+  if (m.consume_skip()) return skipped_call(m, a.return_recv_hook);
   std::uint8_t* half_rows = m.ll_local_half(m.ll_next_parity) + layout.rows_offset;
   host::require(!a.zero_copy || a.x.data == half_rows, op,
                 "zero_copy: x is not the view returned by next_low_latency_combine_buffer() for this call");

@@ -18,7 +18,14 @@ std::string describe_error(const protocol::ErrorRecord& r) {
           << protocol::tag_epoch(static_cast<std::uint64_t>(r.a)) << ", saw epoch "
           << protocol::tag_epoch(static_cast<std::uint64_t>(r.b)) << " of its "
           << protocol::op_name(protocol::tag_op(static_cast<std::uint64_t>(r.b))) << "; wait began at device time "
-          << r.c / 1000 << " us)";
+          << r.c / 1000 << " us";
+      if (r.d == protocol::kLlPeerNotEntered) {
+        out << "; rank " << r.peer << " had not started its kernel for this op";
+      } else if (r.d != protocol::kPeerEntryUnknown) {
+        out << "; rank " << r.peer << " started its kernel for this op " << (r.d >= 0 ? r.d : -r.d) << " us "
+            << (r.d >= 0 ? "after" : "before") << " the wait began";
+      }
+      out << ")";
       break;
     case ErrorCode::kOpMismatch:
       out << "operation mismatch: this rank called " << protocol::op_name(static_cast<std::uint32_t>(r.a))

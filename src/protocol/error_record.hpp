@@ -2,6 +2,7 @@
 // Lives in host-mapped memory; the first error wins (atomicCAS on `code`). Shared by
 // host and device code, so it stays trivially copyable.
 #pragma once
+#include <climits>
 #include <cstdint>
 #include <type_traits>
 
@@ -9,7 +10,8 @@ namespace moe_ep::protocol {
 
 enum class ErrorCode : std::int32_t {
   kNone = 0,
-  kTimeout = 1,        // a = expected tag, b = observed tag, c = wait start (globaltimer ns)
+  kTimeout = 1,        // a = expected tag, b = observed tag, c = wait start (globaltimer ns),
+                       // d = us from the wait's start to the peer's kernel start (or below)
   kOpMismatch = 2,     // a = my op, b = peer's op
   kBadExpertId = 3,    // a = token, b = slot, c = value, d = num_experts
   kCapacity = 4,       // a = needed rows, b = capacity
@@ -17,6 +19,11 @@ enum class ErrorCode : std::int32_t {
   kPeerFailed = 6,     // the peer signalled that it failed this op
   kShapeMismatch = 7,  // a = this rank's value, b = the peer's, d = ShapeField
 };
+
+// kTimeout's d when the peer's kernel start is not tracked (high throughput), or when the
+// peer had not started its kernel for the op (low latency).
+inline constexpr std::int32_t kPeerEntryUnknown = INT32_MIN + 1;
+inline constexpr std::int32_t kLlPeerNotEntered = INT32_MIN;
 
 // Which per-call shape two ranks disagree on (kShapeMismatch).
 enum class ShapeField : std::int32_t {

@@ -40,6 +40,10 @@ struct alignas(128) LlHeader {
   std::uint64_t done[kMaxNvlRanks];   // peer r: finished reading my published rows (tag)
   std::uint64_t pad1[16 - kMaxNvlRanks];
   LlPublished published;
+  // The owner's latest LL kernel on this half: its op tag and global-timer start (ns). A
+  // peer whose wait expires names whether this rank's kernel had started.
+  std::uint64_t entered;
+  std::uint64_t entered_ns;
 };
 static_assert(std::is_trivially_copyable_v<LlHeader>);
 

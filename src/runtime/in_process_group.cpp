@@ -8,12 +8,13 @@
 
 #include "moe_ep/errors.hpp"
 #include "moe_ep/group.hpp"
+#include "runtime/peer_launch_gate.hpp"
 
 namespace moe_ep {
 namespace {
 
 struct SharedRendezvous {
-  explicit SharedRendezvous(int n, std::chrono::milliseconds t) : size(n), timeout(t), slots(n) {}
+  explicit SharedRendezvous(int n, std::chrono::milliseconds t) : size(n), timeout(t), slots(n), launches(n) {}
   const int size;
   const std::chrono::milliseconds timeout;
   std::mutex mutex;
@@ -21,6 +22,7 @@ struct SharedRendezvous {
   int arrived = 0;
   std::uint64_t generation = 0;
   std::vector<std::vector<char>> slots;
+  runtime::PeerLaunchGate launches;
 
   void arrive_and_wait(int rank) {
     std::unique_lock<std::mutex> lock(mutex);
@@ -71,6 +73,9 @@ class InProcessGroup final : public Group {
   }
 
   void barrier() override { shared_->arrive_and_wait(rank_); }
+  void await_peer_launches(std::chrono::microseconds bound) override {
+    shared_->launches.launched_and_wait(rank_, bound);
+  }
 
  private:
   std::shared_ptr<SharedRendezvous> shared_;

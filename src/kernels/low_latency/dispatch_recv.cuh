@@ -78,7 +78,9 @@ __device__ __forceinline__ LlPlan wait_for_plan(const LlContext& ctx, std::uint6
       if ((v >> 16) == (epoch & 0xffffffffffffull)) break;
       if (device::global_timer_ns() - start > 2 * ctx.timeout_ns) {
         device::record_error(ctx.error, protocol::ErrorCode::kTimeout, ctx.rank, kLlDispatchRecvPhase, ctx.rank,
-                             static_cast<std::int64_t>(epoch), static_cast<std::int64_t>(v >> 16));
+                             static_cast<std::int64_t>(protocol::make_tag(epoch, ctx.op)),
+                             static_cast<std::int64_t>(protocol::make_tag(v >> 16, ctx.op)),
+                             static_cast<std::int64_t>(start), protocol::kPeerEntryUnknown);
         v = 1;  // failed
         break;
       }

@@ -48,6 +48,32 @@ __device__ __forceinline__ void ll_signal_peers(const LlContext& ctx, std::uint6
   }
 }
 
+// Block 0, thread 0, at the start of every LL kernel: tells peers this op's kernel runs
+// (read only by a peer whose wait expired, to say why).
+__device__ __forceinline__ void ll_mark_entered(const LlContext& ctx) {
+  if (blockIdx.x != 0 || threadIdx.x != 0) return;
+  protocol::LlHeader* own = ll_header(ctx, ctx.rank);
+  own->entered_ns = device::global_timer_ns();
+  own->entered = protocol::make_tag(ll_op_epoch(ctx), ctx.op);
+}
+
+// Records an expired wait for peer q, with when q's kernel for this op started relative to
+// the wait (d, us; kLlPeerNotEntered if it had not started).
+__device__ __forceinline__ void ll_record_timeout(const LlContext& ctx, protocol::Phase phase, int q,
+                                                  std::uint64_t expected, const std::uint64_t* flag,
+                                                  std::uint64_t wait_start) {
+  const volatile protocol::LlHeader* peer = ll_header(ctx, q);
+  const std::uint64_t entered = peer->entered;
+  std::int32_t offset_us = protocol::kLlPeerNotEntered;
+  if (entered == expected) {
+    const double us = (static_cast<double>(peer->entered_ns) - static_cast<double>(wait_start)) / 1000.0;
+    offset_us = static_cast<std::int32_t>(fmax(-2e9, fmin(2e9, us)));
+  }
+  device::record_error(ctx.error, protocol::ErrorCode::kTimeout, ctx.rank, phase, q, static_cast<std::int64_t>(expected),
+                       static_cast<std::int64_t>(device::load_acquire(flag, ctx.gpu_scope)),
+                       static_cast<std::int64_t>(wait_start), offset_us);
+}
+
 struct LlArrivals {
   unsigned arrived;  // bit q: peer q signalled this op (not masked)
   bool failed;       // a peer failed, called another op, or (without shrink) timed out
@@ -69,15 +95,18 @@ __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
   const int q = threadIdx.x;
   if (q < ctx.num_ranks && (q == ctx.rank || !ll_masked(ctx, q))) {  // never skip ourselves
     const std::uint64_t start = device::global_timer_ns();
-    const auto result = device::wait_tag(&(ll_header(ctx, ctx.rank)->*flags)[q], protocol::make_tag(epoch, ctx.op),
-                                         ctx.timeout_ns, ctx.error, ctx.rank, phase, q,
-                                         !ctx.enable_shrink || q == ctx.rank, ctx.gpu_scope);
+    const std::uint64_t* flag = &(ll_header(ctx, ctx.rank)->*flags)[q];
+    const std::uint64_t expected = protocol::make_tag(epoch, ctx.op);
+    const auto result = device::wait_tag(flag, expected, ctx.timeout_ns, ctx.error, ctx.rank, phase, q,
+                                         /*record_timeout=*/false, ctx.gpu_scope);
     if (wait_stats != nullptr) wait_stats[q] += static_cast<std::int64_t>(device::global_timer_ns() - start);
+    const bool masks = ctx.enable_shrink && q != ctx.rank;
     if (result == device::WaitResult::kOk) {
       atomicOr(&arrived, 1u << q);
-    } else if (result == device::WaitResult::kTimeout && ctx.enable_shrink && q != ctx.rank) {
+    } else if (result == device::WaitResult::kTimeout && masks) {
       atomicExch(&ctx.state->ll_masked[q], 1);
     } else {
+      if (result == device::WaitResult::kTimeout) ll_record_timeout(ctx, phase, q, expected, flag, start);
       failed = true;
     }
   }

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <barrier>
 #include <bit>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -731,18 +732,36 @@ std::int64_t LlSet::count_unpoisoned(int r, bool dispatch_outputs, bool combine_
 
 void run_ll_round_on_all_ranks(Cluster& cluster, LlSet& set, const LlCallOptions& options) {
   // Every rank enqueues its round before any rank blocks on its stream (as the benchmark).
+  // On failure, when each rank's host thread finished enqueueing and waiting tells a host
+  // stall (a rank launching late) from a device one.
   std::barrier enqueued(cluster.num_ranks);
-  run_on_ranks(cluster.num_ranks, [&](int r) {
-    MOE_EP_CUDA_CHECK(cudaSetDevice(cluster.buffers[r]->device()));
-    try {
-      set.rank(r).enqueue_round(*cluster.buffers[r], cluster.streams[r], options);
-    } catch (...) {
-      enqueued.arrive_and_drop();
-      throw;
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<double> enqueued_us(cluster.num_ranks, -1), synced_us(cluster.num_ranks, -1);
+  const auto since_start = [&] {
+    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count();
+  };
+  try {
+    run_on_ranks(cluster.num_ranks, [&](int r) {
+      MOE_EP_CUDA_CHECK(cudaSetDevice(cluster.buffers[r]->device()));
+      try {
+        set.rank(r).enqueue_round(*cluster.buffers[r], cluster.streams[r], options);
+      } catch (...) {
+        enqueued.arrive_and_drop();
+        throw;
+      }
+      enqueued_us[r] = since_start();
+      enqueued.arrive_and_wait();
+      set.rank(r).finish_round(*cluster.buffers[r], cluster.streams[r], options);
+      synced_us[r] = since_start();
+    });
+  } catch (const std::exception& e) {
+    std::string timeline;
+    for (int r = 0; r < cluster.num_ranks; ++r) {
+      timeline += "\n  rank " + str(r) + ": enqueued at " + str(std::llround(enqueued_us[r])) + " us, synchronized at " +
+                  str(std::llround(synced_us[r])) + " us";
     }
-    enqueued.arrive_and_wait();
-    set.rank(r).finish_round(*cluster.buffers[r], cluster.streams[r], options);
-  });
+    throw std::runtime_error(std::string(e.what()) + "\nhost timeline of the round (-1: not reached):" + timeline);
+  }
 }
 
 BufferOptions ll_options(std::uint64_t timeout_ms, bool enable_shrink) {
