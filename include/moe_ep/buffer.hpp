@@ -22,6 +22,13 @@ struct BufferOptions {
   // Low latency: a peer whose wait expires is masked (skipped from then on) instead of
   // failing the call (deep_ep's enable_shrink).
   bool enable_shrink = false;
+  // Low latency across nodes: peers outside this rank's node are reached through the RDMA
+  // transport (they push into mirror slots of the region; nothing of theirs is read in
+  // place). emulated_ranks_per_node > 0 splits the group into pretend nodes of that many
+  // ranks over peer memory: the multi-node path on one GPU, for tests and CI.
+  int emulated_ranks_per_node = 0;
+  // false: every peer through the transport (deep_ep's allow_nvlink_for_low_latency_mode).
+  bool allow_nvlink_for_low_latency = true;
 };
 
 // Test-only fault injection (TEST_CASES.md F1/F3): a rank that skips its next collective
@@ -91,7 +98,10 @@ class Buffer {
   // Bytes of num_rdma_bytes for low-latency calls up to these sizes (deep_ep's
   // get_low_latency_rdma_size_hint); sized for a process group (staged combine) and for
   // zero_copy / use_logfmt. In-process groups without them need only the dispatch part.
-  static std::int64_t low_latency_size_hint(int max_tokens_per_rank, int hidden, int num_ranks, int num_experts);
+  // Peers on other nodes (ranks_per_node < num_ranks; 0 assumes deep_ep's 8 per node) or
+  // allow_nvlink = false add a mirror slot per peer.
+  static std::int64_t low_latency_size_hint(int max_tokens_per_rank, int hidden, int num_ranks, int num_experts,
+                                            int ranks_per_node = 0, bool allow_nvlink = true);
   std::int64_t num_rdma_bytes() const;
 
   // Raises the error a device wait or device-side check recorded (Timeout,

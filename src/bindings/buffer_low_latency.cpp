@@ -38,7 +38,7 @@ void bind_buffer_low_latency(nb::class_<Buffer>& cls) {
           "low_latency_clean_mask", [](Buffer& b, std::uintptr_t stream) { b.low_latency_clean_mask(to_stream(stream)); },
           "stream"_a, release())
       .def_static("low_latency_size_hint", &Buffer::low_latency_size_hint, "max_tokens_per_rank"_a, "hidden"_a,
-                  "num_ranks"_a, "num_experts"_a);
+                  "num_ranks"_a, "num_experts"_a, "ranks_per_node"_a = 0, "allow_nvlink"_a = true);
 }
 
 }  // namespace moe_ep::bindings

@@ -28,7 +28,16 @@ struct ConstructionRecord {
   std::int64_t num_rdma_bytes;
   int device;
   int low_latency_mode;
+  int ll_ranks_per_node;
+  int ll_all_rdma;
 };
+
+std::string describe(const ConstructionRecord& r) {
+  return "num_nvl_bytes=" + std::to_string(r.num_nvl_bytes) + " num_rdma_bytes=" + std::to_string(r.num_rdma_bytes) +
+         " low_latency_mode=" + std::to_string(r.low_latency_mode) +
+         " ranks_per_node=" + std::to_string(r.ll_ranks_per_node) +
+         " allow_nvlink_for_low_latency=" + std::to_string(1 - r.ll_all_rdma);
+}
 
 }  // namespace
 
@@ -42,23 +51,28 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
   host::require(num_nvl_bytes >= 0, op, "num_nvl_bytes must be >= 0, got " + std::to_string(num_nvl_bytes));
   MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&num_device_sms, cudaDevAttrMultiProcessorCount, device));
 
+  host::require(options.emulated_ranks_per_node >= 0 &&
+                    (options.emulated_ranks_per_node == 0 || num_ranks % options.emulated_ranks_per_node == 0),
+                op, "emulated_ranks_per_node=" + std::to_string(options.emulated_ranks_per_node) +
+                        " must divide the group size " + std::to_string(num_ranks));
+  ll_ranks_per_node = options.emulated_ranks_per_node > 0 ? options.emulated_ranks_per_node : num_ranks;
+  ll_all_rdma = !options.allow_nvlink_for_low_latency && num_ranks > 1;
+
   // Every rank must agree on the buffer's shape (TEST_CASES B7): compare collectively.
-  ConstructionRecord mine{num_nvl_bytes, num_rdma_bytes, device, options.low_latency_mode ? 1 : 0};
+  ConstructionRecord mine{num_nvl_bytes, num_rdma_bytes, device, options.low_latency_mode ? 1 : 0, ll_ranks_per_node,
+                          ll_all_rdma ? 1 : 0};
   std::vector<ConstructionRecord> all(num_ranks);
   group->allgather(&mine, sizeof(mine), all.data());
   std::ostringstream disagreement;
   for (int r = 0; r < num_ranks; ++r) {
     if (all[r].num_nvl_bytes != all[0].num_nvl_bytes || all[r].num_rdma_bytes != all[0].num_rdma_bytes ||
-        all[r].low_latency_mode != all[0].low_latency_mode) {
-      disagreement << " rank " << r << ": num_nvl_bytes=" << all[r].num_nvl_bytes
-                   << " num_rdma_bytes=" << all[r].num_rdma_bytes << " low_latency_mode=" << all[r].low_latency_mode
-                   << ";";
+        all[r].low_latency_mode != all[0].low_latency_mode || all[r].ll_ranks_per_node != all[0].ll_ranks_per_node ||
+        all[r].ll_all_rdma != all[0].ll_all_rdma) {
+      disagreement << " rank " << r << ": " << describe(all[r]) << ";";
     }
   }
   if (!disagreement.str().empty()) {
-    host::fail(op, "ranks disagree (rank 0: num_nvl_bytes=" + std::to_string(all[0].num_nvl_bytes) +
-                       " num_rdma_bytes=" + std::to_string(all[0].num_rdma_bytes) +
-                       " low_latency_mode=" + std::to_string(all[0].low_latency_mode) + ";" + disagreement.str() + ")");
+    host::fail(op, "ranks disagree (rank 0: " + describe(all[0]) + ";" + disagreement.str() + ")");
   }
   ranks_on_device = 0;
   for (const auto& rec : all) ranks_on_device += rec.device == device ? 1 : 0;

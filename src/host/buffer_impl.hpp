@@ -42,6 +42,11 @@ struct Buffer::Impl {
   std::int64_t ll_half_bytes = 0;
   int ll_next_parity = 0;
   bool ll_awaiting_hook[2] = {false, false};
+  // Peers reached by RDMA (other nodes, real or emulated, or all with all_rdma) push into
+  // mirror slots of each half.
+  int ll_ranks_per_node = 1;
+  bool ll_all_rdma = false;
+  bool ll_mirrored() const { return ll_all_rdma || ll_ranks_per_node < num_ranks; }
 
   std::string failure;  // non-empty: refuse calls until reset
   FaultInjection fault;
@@ -91,8 +96,12 @@ struct Buffer::Impl {
   // Base of this rank's half `parity` (its own mapping).
   std::uint8_t* ll_local_half(int parity) const;
   // Refuses a call whose layout does not fit one half.
-  void check_ll_fits(const std::string& op, const protocol::LlHalfLayout& layout, bool staged) const;
-  kernels::LlContext ll_context(protocol::Op op, int parity, const protocol::LlHalfLayout& layout) const;
+  // The mirror slots of a call of this shape (none without RDMA peers).
+  protocol::LlMirrorLayout ll_mirrors(const protocol::LlHalfLayout& layout, std::int64_t max_tokens, std::int64_t hidden,
+                                      std::int64_t num_experts) const;
+  void check_ll_fits(const std::string& op, const protocol::LlMirrorLayout& mirrors, bool staged) const;
+  kernels::LlContext ll_context(protocol::Op op, int parity, const protocol::LlHalfLayout& layout,
+                                const protocol::LlMirrorLayout& mirrors) const;
   // Zeroes this rank's LL flags and epochs (after a barrier: no peer is signalling).
   void clear_low_latency_state();
   // Blocks for a LL kernel with `items` warp-sized work items (at most this rank's SM share).

@@ -72,7 +72,8 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   m.ensure_low_latency(op);
   const host::LowLatencyShape s = host::check_low_latency_dispatch(op, m.num_ranks, a, out, handle);
   const protocol::LlHalfLayout layout = protocol::carve_ll_half(s.max_tokens, s.hidden, s.num_topk, s.num_experts, false);
-  m.check_ll_fits(op, layout, false);
+  const protocol::LlMirrorLayout mirrors = m.ll_mirrors(layout, s.max_tokens, s.hidden, s.num_experts);
+  m.check_ll_fits(op, mirrors, false);
   handle.num_max_dispatch_tokens_per_rank = s.max_tokens;
   handle.hidden = s.hidden;
   handle.num_experts = s.num_experts;
@@ -83,12 +84,13 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   if (m.consume_skip()) return skipped_call(m, a.return_recv_hook);
   const int parity = m.next_ll_parity(op);
 
-  // FP8 is cast once into the half; BF16 is read in place by peers of this process.
-  const bool stage = a.use_fp8 || !m.group->shares_address_space();
+  // FP8 is cast once into the half; BF16 is read in place by peers of this process (RDMA
+  // peers get pushes from the half).
+  const bool stage = a.use_fp8 || !m.group->shares_address_space() || mirrors.count > 0;
   const protocol::LlFormat format = !a.use_fp8        ? protocol::LlFormat::kBf16
                                     : a.round_scale ? protocol::LlFormat::kFp8PowerOfTwo
                                                     : protocol::LlFormat::kFp8;
-  kernels::LlContext ctx = m.ll_context(protocol::Op::kLowLatencyDispatch, parity, layout);
+  kernels::LlContext ctx = m.ll_context(protocol::Op::kLowLatencyDispatch, parity, layout, mirrors);
   ctx.shape = published_shape(s, format);
   ctx.shape.owner_base = m.ll->bases()[m.rank];
   ctx.shape.rows = stage ? m.ll_local_half(parity) + layout.rows_offset : static_cast<const std::uint8_t*>(a.x.data);
@@ -151,17 +153,19 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   m.ensure_low_latency(op);
   m.check_handle(op, handle.buffer_id, handle.buffer_generation);
   const host::LowLatencyShape s = host::check_low_latency_combine(op, m.num_ranks, a, handle);
-  // Peers in other processes cannot read x: stage it (BF16) or encode it (LogFMT).
-  const bool staged = a.use_logfmt || a.zero_copy || !m.group->shares_address_space();
+  // Peers in other processes (or reached by RDMA) cannot read x: stage it (BF16) or encode
+  // it (LogFMT).
+  const bool staged = a.use_logfmt || a.zero_copy || !m.group->shares_address_space() || m.ll_mirrored();
   const protocol::LlHalfLayout layout = protocol::carve_ll_half(s.max_tokens, s.hidden, s.num_topk, s.num_experts, staged);
-  m.check_ll_fits(op, layout, staged);
+  const protocol::LlMirrorLayout mirrors = m.ll_mirrors(layout, s.max_tokens, s.hidden, s.num_experts);
+  m.check_ll_fits(op, mirrors, staged);
   if (m.consume_skip()) return skipped_call(m, a.return_recv_hook);
   std::uint8_t* half_rows = m.ll_local_half(m.ll_next_parity) + layout.rows_offset;
   host::require(!a.zero_copy || a.x.data == half_rows, op,
                 "zero_copy: x is not the view returned by next_low_latency_combine_buffer() for this call");
   const int parity = m.next_ll_parity(op);
 
-  kernels::LlContext ctx = m.ll_context(protocol::Op::kLowLatencyCombine, parity, layout);
+  kernels::LlContext ctx = m.ll_context(protocol::Op::kLowLatencyCombine, parity, layout, mirrors);
   ctx.shape = published_shape(s, a.use_logfmt ? protocol::LlFormat::kLogFmt : protocol::LlFormat::kBf16);
   ctx.shape.owner_base = m.ll->bases()[m.rank];
   ctx.shape.rows = staged ? half_rows : static_cast<const std::uint8_t*>(a.x.data);
@@ -191,7 +195,7 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   recv.wait_stats = a.combine_wait_recv_cost_stats.ptr<std::int64_t>();
 
   cudaStream_t stream = launch_stream(m, a.stream);
-  const bool copies = send.stage_rows || send.logfmt;
+  const bool copies = send.stage_rows || send.logfmt || mirrors.count > 0;  // rows staged or pushed
   const int send_blocks = copies ? m.ll_blocks(s.num_local_experts() * s.slots_per_expert()) : 1;
   // One block per token (at most the rank's SM share); a block with no token still joins
   // the barriers.

@@ -9,7 +9,8 @@
 
 namespace moe_ep {
 
-std::int64_t Buffer::low_latency_size_hint(int max_tokens_per_rank, int hidden, int num_ranks, int num_experts) {
+std::int64_t Buffer::low_latency_size_hint(int max_tokens_per_rank, int hidden, int num_ranks, int num_experts,
+                                           int ranks_per_node, bool allow_nvlink) {
   const std::string op = "get_low_latency_rdma_size_hint";
   host::require(max_tokens_per_rank >= 1 && max_tokens_per_rank <= kMaxLowLatencyTokens, op,
                 "num_max_dispatch_tokens_per_rank=" + std::to_string(max_tokens_per_rank) + " outside [1, " +
@@ -18,6 +19,12 @@ std::int64_t Buffer::low_latency_size_hint(int max_tokens_per_rank, int hidden, 
   host::require(num_ranks >= 1 && num_experts >= num_ranks && num_experts % num_ranks == 0 && num_experts <= kMaxExperts,
                 op, "num_experts=" + std::to_string(num_experts) + " must be a multiple of num_ranks=" +
                         std::to_string(num_ranks) + " and at most " + std::to_string(kMaxExperts));
+  if (ranks_per_node == 0) ranks_per_node = std::min(num_ranks, kMaxNvlRanks);
+  host::require(ranks_per_node > 0 && num_ranks % ranks_per_node == 0, op,
+                "ranks_per_node=" + std::to_string(ranks_per_node) + " must divide num_ranks=" + std::to_string(num_ranks));
+  if (ranks_per_node < num_ranks || (!allow_nvlink && num_ranks > 1)) {
+    return protocol::ll_mirrored_region_bytes(max_tokens_per_rank, hidden, num_experts, num_ranks, /*combine_staging=*/true);
+  }
   return protocol::ll_region_bytes(max_tokens_per_rank, hidden, num_experts, /*combine_staging=*/true);
 }
 
@@ -30,7 +37,7 @@ TensorView Buffer::next_low_latency_combine_buffer(const LowLatencyHandle& handl
   m.check_handle(op, handle.buffer_id, handle.buffer_generation);
   const protocol::LlHalfLayout layout = protocol::carve_ll_half(handle.num_max_dispatch_tokens_per_rank, handle.hidden,
                                                                 handle.num_topk, handle.num_experts, true);
-  m.check_ll_fits(op, layout, true);
+  m.check_ll_fits(op, m.ll_mirrors(layout, handle.num_max_dispatch_tokens_per_rank, handle.hidden, handle.num_experts), true);
   const std::int64_t experts = handle.num_experts / m.num_ranks;
   const std::int64_t slots = static_cast<std::int64_t>(m.num_ranks) * handle.num_max_dispatch_tokens_per_rank;
   return TensorView::contiguous(m.ll_local_half(m.ll_next_parity) + layout.rows_offset, DType::kBFloat16,
@@ -100,16 +107,28 @@ std::uint8_t* Buffer::Impl::ll_local_half(int parity) const {
   return static_cast<std::uint8_t*>(ll->local()) + parity * ll_half_bytes;
 }
 
-void Buffer::Impl::check_ll_fits(const std::string& op, const protocol::LlHalfLayout& layout, bool staged) const {
-  host::require(layout.total_bytes <= ll_half_bytes, op,
+protocol::LlMirrorLayout Buffer::Impl::ll_mirrors(const protocol::LlHalfLayout& layout, std::int64_t max_tokens,
+                                                  std::int64_t hidden, std::int64_t num_experts) const {
+  protocol::LlMirrorLayout m = protocol::carve_ll_mirrors(layout, max_tokens, hidden, num_experts, num_ranks, ll_mirrored());
+  if (m.count == 0) m.offset = layout.total_bytes;  // end() is then the own part's end
+  return m;
+}
+
+void Buffer::Impl::check_ll_fits(const std::string& op, const protocol::LlMirrorLayout& mirrors, bool staged) const {
+  host::require(mirrors.end() <= ll_half_bytes, op,
                 "num_rdma_bytes=" + std::to_string(ll->bytes()) + " is too small: this call needs " +
-                    std::to_string(2 * layout.total_bytes) + " bytes" +
+                    std::to_string(2 * mirrors.end()) + " bytes" +
                     (staged ? " (with the combine staging that process groups, zero_copy and use_logfmt use)" : "") +
+                    (mirrors.count > 0 ? " (with a mirror slot per peer for the RDMA transport)" : "") +
                     "; size it with get_low_latency_rdma_size_hint");
 }
 
-kernels::LlContext Buffer::Impl::ll_context(protocol::Op op, int parity, const protocol::LlHalfLayout& layout) const {
+kernels::LlContext Buffer::Impl::ll_context(protocol::Op op, int parity, const protocol::LlHalfLayout& layout,
+                                            const protocol::LlMirrorLayout& mirrors) const {
   kernels::LlContext ctx{};
+  ctx.mirrors = mirrors;
+  ctx.ranks_per_node = ll_ranks_per_node;
+  ctx.all_rdma = ll_all_rdma;
   for (int r = 0; r < num_ranks; ++r) ctx.peer_bases[r] = ll->bases()[r];
   ctx.half_bytes = ll_half_bytes;
   ctx.layout = layout;

@@ -16,6 +16,8 @@ const char* phase_name(Phase phase) {
     case Phase::kLowLatencyDispatchRecv: return "low_latency_dispatch.recv";
     case Phase::kLowLatencyCombineSend: return "low_latency_combine.send";
     case Phase::kLowLatencyCombineRecv: return "low_latency_combine.recv";
+    case Phase::kTransportSignal: return "transport.signal";
+    case Phase::kTransportBarrier: return "transport.barrier";
   }
   return "unknown";
 }
@@ -27,6 +29,7 @@ const char* op_name(std::uint32_t op) {
     case Op::kCombine: return "combine";
     case Op::kLowLatencyDispatch: return "low_latency_dispatch";
     case Op::kLowLatencyCombine: return "low_latency_combine";
+    case Op::kTransport: return "transport signals";
   }
   return "unknown operation";
 }

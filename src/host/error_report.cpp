@@ -36,7 +36,11 @@ std::string describe_error(const protocol::ErrorRecord& r) {
           << r.d;
       break;
     case ErrorCode::kCapacity:
-      if (static_cast<protocol::Phase>(r.phase) == protocol::Phase::kLowLatencyDispatchRecv) {
+      if (r.d == protocol::kCapacityRdmaMirror) {
+        out << "rank " << r.peer << " (reached by RDMA) sends " << r.a << " rows to one local expert, but its mirror "
+            << "slot holds " << r.b << " (num_max_dispatch_tokens_per_rank): tokens name the expert in several top-k "
+            << "slots";
+      } else if (static_cast<protocol::Phase>(r.phase) == protocol::Phase::kLowLatencyDispatchRecv) {
         out << "a local expert receives " << r.a << " rows but has only " << r.b
             << " slots (num_ranks x num_max_dispatch_tokens_per_rank): tokens name it in several top-k slots";
       } else {

@@ -25,6 +25,10 @@ enum class ErrorCode : std::int32_t {
 inline constexpr std::int32_t kPeerEntryUnknown = INT32_MIN + 1;
 inline constexpr std::int32_t kLlPeerNotEntered = INT32_MIN;
 
+// kCapacity's d when a low-latency source reached by RDMA sends one expert more rows than
+// the mirror slot holds.
+inline constexpr std::int32_t kCapacityRdmaMirror = 1;
+
 // Which per-call shape two ranks disagree on (kShapeMismatch).
 enum class ShapeField : std::int32_t {
   kRowBytes = 1, kNumTopk = 2, kNumExperts = 3, kNumScales = 4,
@@ -43,6 +47,8 @@ enum class Phase : std::int32_t {
   kLowLatencyDispatchRecv = 8,
   kLowLatencyCombineSend = 9,
   kLowLatencyCombineRecv = 10,
+  kTransportSignal = 11,
+  kTransportBarrier = 12,
 };
 
 struct ErrorRecord {
@@ -59,6 +65,7 @@ static_assert(std::is_trivially_copyable_v<ErrorRecord>);
 // Operation codes carried in flags, so a peer calling another operation is detected.
 enum class Op : std::uint32_t {
   kDispatch = 1, kCachedDispatch = 2, kCombine = 3, kLowLatencyDispatch = 4, kLowLatencyCombine = 5,
+  kTransport = 6,  // a transport signal count (its "epoch" is the count)
 };
 
 // A flag value: [63:8] epoch, [7:1] op, [0] failed.

@@ -81,10 +81,44 @@ constexpr LlHalfLayout carve_ll_half(std::int64_t max_tokens, std::int64_t hidde
   return l;
 }
 
+// Mirror slots of a half, for peers reached by RDMA (other nodes): such a peer cannot be
+// read in place, so it pushes into a slot of ours what an NVLink peer would let us read:
+//   dispatch: its published shape (header), expert counts, top-k ids and ranks at the
+//             half's own offsets, and the rows of the tokens we receive at their indices;
+//   combine:  its layout_range (plan) at plan_offset, and the expert rows of our tokens at
+//             rows_offset + (local expert * max_tokens + rank in expert) * row stride.
+// One slot per other rank (slot of source s at a receiver r: s - (s > r)), after the half's
+// own part.
+struct LlMirrorLayout {
+  std::int64_t offset = 0;  // from the half's start
+  std::int64_t stride = 0;  // bytes of one slot
+  std::int64_t count = 0;
+  constexpr std::int64_t end() const { return offset + count * stride; }
+};
+
+constexpr LlMirrorLayout carve_ll_mirrors(const LlHalfLayout& own, std::int64_t max_tokens, std::int64_t hidden,
+                                          std::int64_t num_experts, std::int64_t num_ranks, bool mirrored) {
+  LlMirrorLayout m;
+  if (!mirrored || num_ranks <= 1) return m;
+  const std::int64_t dispatch_rows = max_tokens * 2 * hidden;
+  const std::int64_t combine_rows = (num_experts / num_ranks) * max_tokens * 2 * hidden;
+  m.offset = own.total_bytes;
+  m.stride = align_up(own.rows_offset + (dispatch_rows > combine_rows ? dispatch_rows : combine_rows), 128);
+  m.count = num_ranks - 1;
+  return m;
+}
+
 // Bytes of the whole region (two halves) for the largest call; top-k sized at its maximum.
 constexpr std::int64_t ll_region_bytes(std::int64_t max_tokens, std::int64_t hidden, std::int64_t num_experts,
                                        bool combine_staging) {
   return 2 * carve_ll_half(max_tokens, hidden, kMaxTopk, num_experts, combine_staging).total_bytes;
+}
+
+// The same with mirror slots for num_ranks ranks (some reached by RDMA).
+constexpr std::int64_t ll_mirrored_region_bytes(std::int64_t max_tokens, std::int64_t hidden, std::int64_t num_experts,
+                                                std::int64_t num_ranks, bool combine_staging) {
+  const LlHalfLayout own = carve_ll_half(max_tokens, hidden, kMaxTopk, num_experts, combine_staging);
+  return 2 * carve_ll_mirrors(own, max_tokens, hidden, num_experts, num_ranks, true).end();
 }
 
 }  // namespace moe_ep::protocol

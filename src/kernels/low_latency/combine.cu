@@ -8,7 +8,8 @@ namespace moe_ep::kernels {
 namespace {
 
 template <bool kSend, bool kRecv>
-__global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_combine_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
+__global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_combine_kernel(const __grid_constant__ LlCombineSendParams send,
+                                                                               const __grid_constant__ LlCombineRecvParams recv) {
   ll_mark_entered(kSend ? send.ctx : recv.ctx);
   if constexpr (kSend) ll_combine_send_phase(send);
   if constexpr (kRecv) ll_combine_recv_phase(recv);

@@ -36,14 +36,20 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
     const int owner = e >= 0 && e < p.num_experts ? static_cast<int>(e / num_local) : -1;
     if (owner >= 0 && rank_in_expert >= 0 && (arrived & (1u << owner))) {
       const int local = static_cast<int>(e) - owner * num_local;
-      const std::uint8_t* half = ll_half(ctx, owner);
+      const std::uint8_t* half = ll_source_half(ctx, owner);
       const std::int64_t range =
           reinterpret_cast<const std::int64_t*>(half + ctx.layout.plan_offset)[local * ctx.num_ranks + ctx.rank];
       if (rank_in_expert < (range >> 32)) {  // else the owner did not receive it (it masked us)
-        const protocol::LlPublished& pub = ll_header(ctx, owner)->published;
-        const std::int64_t slot = static_cast<std::int64_t>(local) * ctx.num_ranks * p.max_tokens +
-                                  (range & 0xffffffff) + rank_in_expert;
-        row = ll_rebase(ctx, owner, pub, pub.rows) + slot * pub.row_stride;
+        const protocol::LlPublished& pub = ll_source_published(ctx, owner);
+        if (ll_rdma_peer(ctx, owner)) {
+          // The owner pushed our rows into its mirror slot, by (local expert, rank).
+          row = half + ctx.layout.rows_offset +
+                (static_cast<std::int64_t>(local) * p.max_tokens + rank_in_expert) * pub.row_stride;
+        } else {
+          const std::int64_t slot = static_cast<std::int64_t>(local) * ctx.num_ranks * p.max_tokens +
+                                    (range & 0xffffffff) + rank_in_expert;
+          row = ll_rebase(ctx, owner, pub, pub.rows) + slot * pub.row_stride;
+        }
         weight = p.topk_weights[i];
       }
     }

@@ -12,8 +12,39 @@
 namespace moe_ep::kernels {
 
 
-// Valid rows of x into the half: row (e, j) keeps its index, BF16 or LogFMT.
-__device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, std::uint8_t* half) {
+// Row j of local expert e came from the home rank whose layout_range holds j; that home's
+// rank (or -1 past the expert's count) and j's rank among the home's rows.
+struct RowHome {
+  int home;
+  int rank_in_expert;
+};
+__device__ __forceinline__ RowHome home_of_row(const LlCombineSendParams& p, int e, int j) {
+  const int num_ranks = p.ctx.num_ranks;
+  for (int h = 0; h < num_ranks; ++h) {
+    const std::int64_t range = p.layout_range[e * num_ranks + h];
+    const int begin = static_cast<int>(range & 0xffffffff);
+    if (j >= begin && j < begin + static_cast<int>(range >> 32)) return {h, j - begin};
+  }
+  return {-1, -1};
+}
+
+// One warp: staged row (e, j) of the half into the mirror slot of its home, an RDMA peer,
+// at (e * max_tokens + rank in expert).
+__device__ __forceinline__ void push_expert_row(const LlCombineSendParams& p, int e, std::int64_t item, RowHome home,
+                                                int lane) {
+  const LlContext& ctx = p.ctx;
+  const std::int64_t stride = ctx.shape.row_stride;
+  const std::int64_t own = static_cast<std::int64_t>(ctx.parity) * ctx.half_bytes + ctx.layout.rows_offset + item * stride;
+  const std::int64_t slot = ll_mirror_offset(ctx, home.home, ctx.rank) + ctx.layout.rows_offset +
+                            (static_cast<std::int64_t>(e) * p.max_tokens + home.rank_in_expert) * stride;
+  __syncwarp();  // the staged row is visible to the whole warp
+  ll_transport(ctx).put_warp(home.home, slot, own, stride, lane);
+}
+
+// Valid rows of x into the half: row (e, j) keeps its index, BF16 or LogFMT (unless the
+// half already holds them: zero_copy); rows of RDMA homes are then pushed to them.
+__device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, std::uint8_t* half, bool copy,
+                                                  unsigned rdma) {
   const LlContext& ctx = p.ctx;
   const int num_local = ctx.shape.num_experts / ctx.num_ranks;
   const int slots_per_expert = ctx.num_ranks * p.max_tokens;
@@ -27,11 +58,30 @@ __device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, 
     if (j >= (last & 0xffffffff) + (last >> 32)) continue;  // past the expert's count
     const std::uint16_t* src = p.x + item * p.hidden;
     std::uint8_t* dst = rows + item * ctx.shape.row_stride;
-    if (p.logfmt) {
+    if (!copy) {
+    } else if (p.logfmt) {
       warp_encode_row_logfmt(src, dst, p.hidden, lane);
     } else {
       device::warp_copy_row(reinterpret_cast<int4*>(dst), reinterpret_cast<const int4*>(src), p.hidden * 2 / 16, lane);
     }
+    if (rdma == 0) continue;
+    const RowHome home = home_of_row(p, e, j);
+    // Past max_tokens per (expert, home) the dispatch already failed (kCapacityRdmaMirror).
+    if (home.home >= 0 && (rdma & (1u << home.home)) && home.rank_in_expert < p.max_tokens) {
+      push_expert_row(p, e, item, home, lane);
+    }
+  }
+}
+
+// Block 0, after writing the plan: the plan into every RDMA home's mirror slot.
+__device__ __forceinline__ void push_plan(const LlCombineSendParams& p, unsigned rdma) {
+  const LlContext& ctx = p.ctx;
+  const std::int64_t own = static_cast<std::int64_t>(ctx.parity) * ctx.half_bytes + ctx.layout.plan_offset;
+  const int warp = threadIdx.x / 32;
+  for (int q = warp; q < ctx.num_ranks; q += kLlWarps) {
+    if (!(rdma & (1u << q))) continue;
+    ll_transport(ctx).put_warp(q, ll_mirror_offset(ctx, q, ctx.rank) + ctx.layout.plan_offset, own,
+                               8ll * ctx.shape.num_experts, threadIdx.x % 32);
   }
 }
 
@@ -40,12 +90,18 @@ __device__ __forceinline__ void ll_combine_send_phase(const LlCombineSendParams&
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = ll_op_epoch(ctx);
   std::uint8_t* half = ll_half(ctx, ctx.rank);
+  const unsigned rdma = ll_rdma_peers(ctx);
   if (blockIdx.x == 0) {
     const int entries = ctx.shape.num_experts;  // E_local * num_ranks
     std::int64_t* plan = reinterpret_cast<std::int64_t*>(half + ctx.layout.plan_offset);
     for (int i = threadIdx.x; i < entries; i += blockDim.x) plan[i] = p.layout_range[i];
+    if (rdma != 0) {
+      __syncthreads();
+      push_plan(p, rdma);
+    }
   }
-  if (p.stage_rows || p.logfmt) stage_expert_rows(p, half);
+  const bool copy = p.stage_rows || p.logfmt;
+  if (copy || rdma != 0) stage_expert_rows(p, half, copy, rdma);
 
   ll_finish_send(ctx, epoch);
 }

@@ -9,7 +9,8 @@ namespace moe_ep::kernels {
 namespace {
 
 template <bool kSend, bool kRecv>
-__global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
+__global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_dispatch_kernel(const __grid_constant__ LlDispatchSendParams send,
+                                                                                const __grid_constant__ LlDispatchRecvParams recv) {
   ll_mark_entered(kSend ? send.ctx : recv.ctx);
   if constexpr (kSend) ll_dispatch_send_phase(send);
   if constexpr (kRecv) ll_dispatch_recv_phase(recv);

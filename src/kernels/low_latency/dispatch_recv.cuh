@@ -36,8 +36,14 @@ __device__ __forceinline__ LlPlan make_plan(const LlDispatchRecvParams& p, std::
       std::int64_t begin = 0;
       for (int s = 0; s < ctx.num_ranks; ++s) {
         const std::int32_t* counts =
-            reinterpret_cast<const std::int32_t*>(ll_half(ctx, s) + ctx.layout.expert_counts_offset);
+            reinterpret_cast<const std::int32_t*>(ll_source_half(ctx, s) + ctx.layout.expert_counts_offset);
         const std::int64_t count = (arrivals.arrived & (1u << s)) ? counts[first_expert + e] : 0;
+        if (count > p.max_tokens && ll_rdma_peer(ctx, s)) {
+          // The combine's mirror slot keeps max_tokens rows per (expert, home).
+          device::record_error(ctx.error, protocol::ErrorCode::kCapacity, ctx.rank, kLlDispatchRecvPhase, s, count,
+                               p.max_tokens, 0, protocol::kCapacityRdmaMirror);
+          ctx.state->abort = 1;
+        }
         p.layout_range[e * ctx.num_ranks + s] = (count << 32) | begin;
         begin += count;
       }
@@ -108,7 +114,7 @@ __device__ __forceinline__ void expand_chunk(const LlDispatchRecvParams& p, int 
   const int num_local = p.num_experts / ctx.num_ranks;
   const int first_expert = ctx.rank * num_local;
   const int slots_per_expert = ctx.num_ranks * p.max_tokens;
-  const std::uint8_t* half = ll_half(ctx, s);
+  const std::uint8_t* half = ll_source_half(ctx, s);
   int row = -1;
   if (lane < p.num_topk) {
     const int i = t * p.num_topk + lane;
@@ -124,7 +130,9 @@ __device__ __forceinline__ void expand_chunk(const LlDispatchRecvParams& p, int 
   __syncwarp();
   const int num_dests = __popc(mask);
 
-  const std::uint8_t* src = ll_rebase(ctx, s, pub, pub.rows) + t * pub.row_stride;
+  // An RDMA source pushed its rows into our mirror slot at their own indices.
+  const std::uint8_t* rows = ll_rdma_peer(ctx, s) ? half + ctx.layout.rows_offset : ll_rebase(ctx, s, pub, pub.rows);
+  const std::uint8_t* src = rows + t * pub.row_stride;
   const std::int64_t payload_bytes = p.fp8 ? p.hidden : 2 * p.hidden;
   constexpr int kVectorsPerLane = kLlChunkBytes / 16 / 32;
   const int first_vector = chunk * (kLlChunkBytes / 16);
@@ -188,7 +196,7 @@ __device__ __forceinline__ void ll_dispatch_recv_phase(const LlDispatchRecvParam
       const int t = (item / chunks) % p.max_tokens;
       const int s = item / chunks / p.max_tokens;
       if (!(plan.arrived & (1u << s))) continue;
-      const protocol::LlPublished& pub = ll_header(ctx, s)->published;
+      const protocol::LlPublished& pub = ll_source_published(ctx, s);
       if (t >= pub.num_tokens) continue;
       expand_chunk(p, s, t, chunk, pub, dest_rows_of_warps[warp], lane);
     }

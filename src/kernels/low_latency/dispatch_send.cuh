@@ -68,9 +68,58 @@ __device__ __forceinline__ void rank_entries(const LlDispatchSendParams& p, std:
   for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counts_out[e] = counters[e];
 }
 
+// Block 0, after rank_entries: the expert counts, top-k ids and ranks into the mirror slot
+// of every RDMA peer (at the half's own offsets).
+__device__ __forceinline__ void push_entries(const LlDispatchSendParams& p, unsigned rdma) {
+  const LlContext& ctx = p.ctx;
+  const std::int64_t own = static_cast<std::int64_t>(ctx.parity) * ctx.half_bytes;
+  const std::int64_t entry_bytes = 4ll * p.num_tokens * p.num_topk;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const auto t = ll_transport(ctx);
+  for (int q = warp; q < ctx.num_ranks; q += kLlWarps) {
+    if (!(rdma & (1u << q))) continue;
+    const std::int64_t slot = ll_mirror_offset(ctx, q, ctx.rank);
+    t.put_warp(q, slot + ctx.layout.expert_counts_offset, own + ctx.layout.expert_counts_offset, 4ll * p.num_experts, lane);
+    t.put_warp(q, slot + ctx.layout.topk_ids_offset, own + ctx.layout.topk_ids_offset, entry_bytes, lane);
+    t.put_warp(q, slot + ctx.layout.ranks_offset, own + ctx.layout.ranks_offset, entry_bytes, lane);
+  }
+}
+
+// One warp: the RDMA peers (bit q) owning an expert of token t.
+__device__ __forceinline__ unsigned token_rdma_destinations(const LlDispatchSendParams& p, unsigned rdma, int t, int lane) {
+  unsigned mine = 0;
+  if (lane < p.num_topk) {
+    const std::int64_t e = load_expert(p, t * p.num_topk + lane);
+    if (e >= 0 && e < p.num_experts) mine = 1u << static_cast<int>(e / (p.num_experts / p.ctx.num_ranks));
+  }
+  return __reduce_or_sync(0xffffffffu, mine) & rdma;
+}
+
+// One warp: channels [begin, end) of staged row t (payload, and FP8 scales) into the
+// mirror slot of every RDMA peer that receives the token.
+__device__ __forceinline__ void push_row_chunk(const LlDispatchSendParams& p, unsigned destinations, int t, int begin,
+                                               int end, bool bf16, int lane) {
+  const LlContext& ctx = p.ctx;
+  const std::int64_t row = ctx.layout.rows_offset + t * ctx.shape.row_stride;
+  const std::int64_t own = static_cast<std::int64_t>(ctx.parity) * ctx.half_bytes + row;
+  const auto tr = ll_transport(ctx);
+  __syncwarp();  // the chunk's stores are visible to the whole warp
+  for (int q = 0; q < ctx.num_ranks; ++q) {
+    if (!(destinations & (1u << q))) continue;
+    const std::int64_t slot = ll_mirror_offset(ctx, q, ctx.rank) + row;
+    if (bf16) {
+      tr.put_warp(q, slot + 2 * begin, own + 2 * begin, 2 * (end - begin), lane);
+    } else {
+      tr.put_warp(q, slot + begin, own + begin, end - begin, lane);
+      tr.put_warp(q, slot + p.hidden + 4 * (begin / 128), own + p.hidden + 4 * (begin / 128), 4 * ((end - begin) / 128), lane);
+    }
+  }
+}
+
 // Every block but 0 (unless alone): each token once into this rank's half, one chunk of
-// kLlStageChunkChannels channels per warp and work item.
-__device__ __forceinline__ void stage_rows(const LlDispatchSendParams& p, std::uint8_t* half) {
+// kLlStageChunkChannels channels per warp and work item; chunks of tokens that RDMA peers
+// receive are pushed into their mirror slots right away.
+__device__ __forceinline__ void stage_rows(const LlDispatchSendParams& p, std::uint8_t* half, unsigned rdma) {
   const int first_block = gridDim.x > 1 ? 1 : 0;
   const int lane = threadIdx.x % 32;
   const int worker = (blockIdx.x - first_block) * kLlWarps + threadIdx.x / 32;
@@ -91,6 +140,8 @@ __device__ __forceinline__ void stage_rows(const LlDispatchSendParams& p, std::u
     } else {
       warp_cast_row_fp8(src, dst, reinterpret_cast<float*>(dst + p.hidden), begin, end, p.round_scale, lane);
     }
+    const unsigned destinations = rdma != 0 ? token_rdma_destinations(p, rdma, t, lane) : 0u;
+    if (destinations != 0) push_row_chunk(p, destinations, t, begin, end, bf16, lane);
   }
 }
 
@@ -100,8 +151,15 @@ __device__ __forceinline__ void ll_dispatch_send_phase(const LlDispatchSendParam
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = ll_op_epoch(ctx);
   std::uint8_t* half = ll_half(ctx, ctx.rank);
-  if (blockIdx.x == 0) rank_entries(p, half);
-  if (p.stage_rows && (blockIdx.x > 0 || gridDim.x == 1)) stage_rows(p, half);
+  const unsigned rdma = ll_rdma_peers(ctx);
+  if (blockIdx.x == 0) {
+    rank_entries(p, half);
+    if (rdma != 0) {
+      __syncthreads();  // the block's entries are written before any warp pushes them
+      push_entries(p, rdma);
+    }
+  }
+  if (p.stage_rows && (blockIdx.x > 0 || gridDim.x == 1)) stage_rows(p, half, rdma);
   ll_finish_send(ctx, epoch);
 }
 

@@ -8,6 +8,7 @@
 #pragma once
 #include "device/sync.cuh"
 #include "kernels/low_latency/ll_params.hpp"
+#include "transport/memory_transport.cuh"
 
 namespace moe_ep::kernels {
 
@@ -17,6 +18,37 @@ __device__ __forceinline__ std::uint8_t* ll_half(const LlContext& ctx, int peer)
 __device__ __forceinline__ protocol::LlHeader* ll_header(const LlContext& ctx, int peer) {
   return reinterpret_cast<protocol::LlHeader*>(ll_half(ctx, peer));
 }
+// ---- peers reached by RDMA (see LlContext) -------------------------------------------
+__device__ __forceinline__ bool ll_rdma_peer(const LlContext& ctx, int q) {
+  return ctx.mirrors.count > 0 && q != ctx.rank &&
+         (ctx.all_rdma || q / ctx.ranks_per_node != ctx.rank / ctx.ranks_per_node);
+}
+// Bit q: peer q is reached by RDMA.
+__device__ __forceinline__ unsigned ll_rdma_peers(const LlContext& ctx) {
+  unsigned mask = 0;
+  for (int q = 0; q < ctx.num_ranks; ++q) mask |= ll_rdma_peer(ctx, q) ? 1u << q : 0u;
+  return mask;
+}
+// The transport to RDMA peers: the peers' LL regions are the windows (emulated over peer
+// memory; the kernels use it only through put/signal). ctx lives in __grid_constant__
+// kernel parameters, so the bases are not copied.
+__device__ __forceinline__ transport::EmulatedRdmaTransport ll_transport(const LlContext& ctx) {
+  return {ctx.peer_bases.data(), {ctx.rank, ctx.num_ranks, ctx.all_rdma ? 1 : ctx.ranks_per_node}, ctx.gpu_scope};
+}
+// Byte offset, in rank `at`'s region, of the mirror slot that `source` pushes into.
+__device__ __forceinline__ std::int64_t ll_mirror_offset(const LlContext& ctx, int at, int source) {
+  return ctx.parity * ctx.half_bytes + ctx.mirrors.offset + (source - (source > at ? 1 : 0)) * ctx.mirrors.stride;
+}
+// Where this rank reads source s's published data: s's half in place, or the mirror slot
+// s pushed into.
+__device__ __forceinline__ const std::uint8_t* ll_source_half(const LlContext& ctx, int s) {
+  if (ll_rdma_peer(ctx, s)) return ctx.peer_bases[ctx.rank] + ll_mirror_offset(ctx, ctx.rank, s);
+  return ctx.peer_bases[s] + ctx.parity * ctx.half_bytes;
+}
+__device__ __forceinline__ const protocol::LlPublished& ll_source_published(const LlContext& ctx, int s) {
+  return reinterpret_cast<const protocol::LlHeader*>(ll_source_half(ctx, s))->published;
+}
+
 __device__ __forceinline__ std::uint64_t ll_op_epoch(const LlContext& ctx) {
   return ctx.state->ll_epoch[ctx.parity] + 1;
 }
@@ -42,9 +74,15 @@ __device__ __forceinline__ void ll_signal_peers(const LlContext& ctx, std::uint6
     __threadfence_system();
   }
   const std::uint64_t tag = protocol::make_tag(epoch, ctx.op, failed);
-  // Pairs with ll_wait_peers, run by each peer on its own header.
+  // Pairs with ll_wait_peers, run by each peer on its own header; RDMA peers get it as a
+  // transport signal (ordered after our pushes) into the same word.
   for (int q = 0; q < ctx.num_ranks; ++q) {
-    device::store_release(&(ll_header(ctx, q)->*flags)[ctx.rank], tag, ctx.gpu_scope);
+    std::uint64_t* flag = &(ll_header(ctx, q)->*flags)[ctx.rank];
+    if (ll_rdma_peer(ctx, q)) {
+      ll_transport(ctx).signal_set(q, static_cast<int>((reinterpret_cast<std::uint8_t*>(flag) - ctx.peer_bases[q]) / 8), tag);
+    } else {
+      device::store_release(flag, tag, ctx.gpu_scope);
+    }
   }
 }
 
@@ -63,9 +101,11 @@ __device__ __forceinline__ void ll_record_timeout(const LlContext& ctx, protocol
                                                   std::uint64_t expected, const std::uint64_t* flag,
                                                   std::uint64_t wait_start) {
   const volatile protocol::LlHeader* peer = ll_header(ctx, q);
-  const std::uint64_t entered = peer->entered;
-  std::int32_t offset_us = protocol::kLlPeerNotEntered;
-  if (entered == expected) {
+  // An RDMA peer's memory is not readable: its start stays unknown.
+  const bool readable = !ll_rdma_peer(ctx, q);
+  const std::uint64_t entered = readable ? peer->entered : 0;
+  std::int32_t offset_us = readable ? protocol::kLlPeerNotEntered : protocol::kPeerEntryUnknown;
+  if (readable && entered == expected) {
     const double us = (static_cast<double>(peer->entered_ns) - static_cast<double>(wait_start)) / 1000.0;
     offset_us = static_cast<std::int32_t>(fmax(-2e9, fmin(2e9, us)));
   }
@@ -121,7 +161,7 @@ __device__ __forceinline__ bool ll_peers_share_shape(const LlContext& ctx, unsig
   __syncthreads();
   const int q = threadIdx.x;
   if (q < ctx.num_ranks && (arrived & (1u << q))) {
-    const protocol::LlPublished& theirs = ll_header(ctx, q)->published;
+    const protocol::LlPublished& theirs = ll_source_published(ctx, q);
     const std::int32_t a[] = {ctx.shape.hidden, ctx.shape.num_topk, ctx.shape.num_experts, ctx.shape.max_tokens,
                               ctx.shape.format};
     const std::int32_t b[] = {theirs.hidden, theirs.num_topk, theirs.num_experts, theirs.max_tokens, theirs.format};
@@ -152,11 +192,26 @@ __device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64
     is_last = atomicAdd(&ctx.state->ll_send_ticket[ctx.parity], 1u) == gridDim.x - 1;
   }
   __syncthreads();
-  if (!is_last || threadIdx.x != 0) return;
-  ctx.state->ll_send_ticket[ctx.parity] = 0;
-  __threadfence();
-  ll_header(ctx, ctx.rank)->published = ctx.shape;
-  ll_signal_peers(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
+  if (!is_last || threadIdx.x >= 32) return;
+  protocol::LlPublished* published = &ll_header(ctx, ctx.rank)->published;
+  if (threadIdx.x == 0) {
+    ctx.state->ll_send_ticket[ctx.parity] = 0;
+    *published = ctx.shape;
+  }
+  __syncwarp();
+  // RDMA peers get the published shape in their mirror slot's header.
+  const unsigned rdma = ll_rdma_peers(ctx);
+  const std::int64_t published_offset = reinterpret_cast<std::uint8_t*>(published) - ctx.peer_bases[ctx.rank];
+  for (int q = 0; q < ctx.num_ranks; ++q) {
+    if (!(rdma & (1u << q))) continue;
+    const std::int64_t slot = ll_mirror_offset(ctx, q, ctx.rank) + offsetof(protocol::LlHeader, published);
+    ll_transport(ctx).put_warp(q, slot, published_offset, sizeof(protocol::LlPublished), threadIdx.x);
+  }
+  __syncwarp();
+  if (threadIdx.x == 0) {
+    __threadfence();
+    ll_signal_peers(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
+  }
 }
 
 // Called by every block at its end: the last block to finish tells every peer that this

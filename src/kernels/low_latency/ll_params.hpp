@@ -31,6 +31,13 @@ struct LlContext {
   std::array<std::uint8_t*, kMaxNvlRanks> peer_bases;  // LL region of every rank (own included)
   std::int64_t half_bytes;
   protocol::LlHalfLayout layout;  // of this call's shape
+  protocol::LlMirrorLayout mirrors;  // slots RDMA peers push into (count 0: no RDMA peer)
+  // Peers on another node (rank / ranks_per_node differs), or every peer with all_rdma
+  // (deep_ep's allow_nvlink_for_low_latency_mode=False), are reached through the RDMA
+  // transport: they push into our mirror slots, we push into theirs; nothing of theirs is
+  // read in place.
+  int ranks_per_node;
+  bool all_rdma;
   int parity;                     // which half this op uses
   int rank;
   int num_ranks;

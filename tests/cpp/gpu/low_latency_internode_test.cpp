@@ -1,0 +1,96 @@
+// Low latency across (pretend) nodes: in-process ranks on one GPU split into nodes; peers
+// on other nodes go through the emulated RDMA transport (they push into mirror slots, are
+// never read in place), same-node peers through NVLink peer memory. Results must equal the
+// CPU reference exactly as on one node: 2 nodes x 4 ranks, 4 x 2, 2 x 1, and every peer by
+// RDMA (allow_nvlink_for_low_latency = false), in FP8 / BF16, with hooks, zero_copy, LogFMT.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "moe_ep/buffer.hpp"
+#include "support/low_latency_scenario.hpp"
+
+namespace moe_ep::test {
+namespace {
+
+constexpr std::uint64_t kTimeoutMs = 2000;
+
+struct Topology {
+  int num_ranks;
+  int ranks_per_node;
+  bool allow_nvlink;
+};
+
+std::string name_of(const ::testing::TestParamInfo<Topology>& info) {
+  const Topology& t = info.param;
+  return std::to_string(t.num_ranks / t.ranks_per_node) + "x" + std::to_string(t.ranks_per_node) +
+         (t.allow_nvlink ? "" : "_AllRdma");
+}
+
+class LowLatencyInternode : public ::testing::TestWithParam<Topology> {
+ protected:
+  void expect_exact(LowLatencyScenario s) {
+    const Topology& t = GetParam();
+    s.shape.num_ranks = t.num_ranks;
+    s.num_tokens = uneven_tokens(t.num_ranks, s.shape.max_tokens);
+    SCOPED_TRACE(s.name());
+    BufferOptions options = ll_options(kTimeoutMs);
+    options.emulated_ranks_per_node = t.ranks_per_node;
+    options.allow_nvlink_for_low_latency = t.allow_nvlink;
+    const std::int64_t bytes = Buffer::low_latency_size_hint(s.shape.max_tokens, s.shape.hidden, t.num_ranks,
+                                                             s.shape.num_experts, t.ranks_per_node, t.allow_nvlink);
+    auto cluster = make_ll_cluster(t.num_ranks, bytes, options);
+    EXPECT_EQ(run_low_latency_scenario(*cluster, s), 0);
+  }
+  static LowLatencyScenario scenario(int hidden, int experts_per_rank, int topk, int max_tokens, ScaleMode mode,
+                                     std::uint64_t seed) {
+    LowLatencyScenario s;
+    s.shape.hidden = hidden;
+    s.shape.num_experts = experts_per_rank * GetParam().num_ranks;
+    s.shape.num_topk = topk;
+    s.shape.max_tokens = max_tokens;
+    s.shape.mode = mode;
+    s.seed = seed;
+    // RDMA mirrors keep max_tokens rows per (expert, source): no token names an expert twice.
+    s.routing.duplicate_fraction = 0.0;
+    return s;
+  }
+};
+
+TEST_P(LowLatencyInternode, Fp8Hidden7168) {
+  expect_exact(scenario(7168, 4, 8, 64, ScaleMode::kFp8, 400));
+}
+
+TEST_P(LowLatencyInternode, Fp8Ue8m0OddHiddenTwoRounds) {
+  LowLatencyScenario s = scenario(2176, 3, 6, 32, ScaleMode::kFp8Ue8m0, 401);  // a 128-channel last chunk
+  s.repetitions = 2;
+  expect_exact(s);
+}
+
+TEST_P(LowLatencyInternode, Bf16WithHooks) {
+  LowLatencyScenario s = scenario(4096, 4, 8, 48, ScaleMode::kBf16, 402);
+  s.call.dispatch_hook = true;
+  s.call.combine_hook = true;
+  expect_exact(s);
+}
+
+TEST_P(LowLatencyInternode, ZeroCopyCombine) {
+  LowLatencyScenario s = scenario(3072, 2, 4, 32, ScaleMode::kFp8RoundScale, 403);
+  s.call.zero_copy = true;
+  s.repetitions = 2;
+  expect_exact(s);
+}
+
+TEST_P(LowLatencyInternode, LogFmtCombine) {
+  LowLatencyScenario s = scenario(2048, 4, 8, 32, ScaleMode::kFp8, 404);
+  s.call.use_logfmt = true;
+  expect_exact(s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Topologies, LowLatencyInternode,
+                         ::testing::Values(Topology{8, 4, true}, Topology{8, 2, true}, Topology{2, 1, true},
+                                           Topology{4, 4, false}),
+                         name_of);
+
+}  // namespace
+}  // namespace moe_ep::test
