@@ -19,7 +19,11 @@ const std::vector<LlProblem>& ll_problems() {
     deep_ep.name = "ll-v3-e288";
     deep_ep.num_experts = 288;
     deep_ep.rank_counts = {1};
-    return std::vector<LlProblem>{v3, bf16, one_token, deep_ep};
+    LlProblem two_nodes = v3;
+    two_nodes.name = "ll-v3-2x4";
+    two_nodes.rank_counts = {8};
+    two_nodes.ranks_per_node = 4;
+    return std::vector<LlProblem>{v3, bf16, one_token, deep_ep, two_nodes};
   }();
   return problems;
 }

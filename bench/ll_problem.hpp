@@ -15,13 +15,15 @@ struct LlProblem {
   int num_experts = 256;
   bool use_fp8 = true;    // FP8 cast in the dispatch kernel; combine is always BF16
   std::vector<int> rank_counts;  // the rank counts it runs at (empty: every requested one)
+  int ranks_per_node = 0;        // > 0: pretend nodes; other-node peers over emulated RDMA
 
   int payload_bytes() const { return use_fp8 ? hidden : 2 * hidden; }
   // One received slot: FP8 payload + fp32 scale per 128 channels (hidden/32 bytes), or BF16.
   int slot_bytes() const { return use_fp8 ? hidden + hidden / 32 : 2 * hidden; }
 };
 
-// ll-v3, ll-v3-bf16, ll-v3-t1 (1 token per rank), ll-v3-e288 (1 rank, 288 experts).
+// ll-v3, ll-v3-bf16, ll-v3-t1 (1 token per rank), ll-v3-e288 (1 rank, 288 experts),
+// ll-v3-2x4 (ll-v3 on 2 pretend nodes of 4 ranks: the RDMA path emulated on one GPU).
 const std::vector<LlProblem>& ll_problems();
 bool runs_at(const LlProblem& problem, int num_ranks);
 

@@ -83,9 +83,15 @@ void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProble
   const LlRoundExpected expected = expected_ll_round(workload, last_set);
   BufferOptions options;
   options.low_latency_mode = true;
-  // In-process ranks read each other's tensors in place: the region needs no combine staging.
-  test::Cluster cluster(num_ranks, 0, options, 0,
-                        protocol::ll_region_bytes(problem.max_tokens, problem.hidden, problem.num_experts, false));
+  options.emulated_ranks_per_node = problem.ranks_per_node;
+  // In-process ranks on one node read each other's tensors in place: the region needs no
+  // combine staging. Pretend nodes need the mirrored region of the size hint.
+  const std::int64_t region =
+      problem.ranks_per_node > 0
+          ? Buffer::low_latency_size_hint(problem.max_tokens, problem.hidden, num_ranks, problem.num_experts,
+                                          problem.ranks_per_node)
+          : protocol::ll_region_bytes(problem.max_tokens, problem.hidden, problem.num_experts, false);
+  test::Cluster cluster(num_ranks, 0, options, 0, region);
   const int num_sms = cluster.buffers[0]->max_num_sms();
   std::vector<LlRankArrays> io;
   io.reserve(num_ranks);

@@ -27,7 +27,12 @@ class Buffer(UnsupportedModes):
     def __init__(self, group, num_nvl_bytes: int = 0, num_rdma_bytes: int = 0, low_latency_mode: bool = False,
                  num_qps_per_rank: int = 24, allow_nvlink_for_low_latency_mode: bool = True,
                  allow_mnnvl: bool = False, use_fabric: bool = False, explicitly_destroy: bool = False,
-                 enable_shrink: bool = False, comm=None, *, timeout_ns: Optional[int] = None) -> None:
+                 enable_shrink: bool = False, comm=None, *, timeout_ns: Optional[int] = None,
+                 emulated_ranks_per_node: int = 0) -> None:
+        """deep_ep's Buffer. Extra keywords: timeout_ns bounds every device wait;
+        emulated_ranks_per_node > 0 splits the group into pretend nodes of that many ranks
+        whose low-latency traffic goes through the RDMA transport emulated on peer memory
+        (the multi-node path on one GPU, for tests and CI)."""
         self.runtime = None
         if _C.num_cuda_devices() == 0:
             raise RuntimeError("moe_ep.Buffer: no CUDA device is present; moe_ep needs an NVIDIA GPU "
@@ -47,7 +52,9 @@ class Buffer(UnsupportedModes):
         # num_rdma_bytes holds the low-latency region (every rank maps its peers' over NVLink).
         self.runtime = _C.Buffer(native_group, num_nvl_bytes, num_rdma_bytes,
                                  _C.DEFAULT_TIMEOUT_NS if timeout_ns is None else timeout_ns,
-                                 low_latency_mode=low_latency_mode, enable_shrink=enable_shrink)
+                                 low_latency_mode=low_latency_mode, enable_shrink=enable_shrink,
+                                 allow_nvlink_for_low_latency=allow_nvlink_for_low_latency_mode,
+                                 emulated_ranks_per_node=emulated_ranks_per_node)
 
     def _live(self):
         if self.runtime is None:
@@ -93,10 +100,14 @@ class Buffer(UnsupportedModes):
 
     @staticmethod
     def get_low_latency_rdma_size_hint(num_max_dispatch_tokens_per_rank: int, hidden: int, num_ranks: int,
-                                       num_experts: int) -> int:
+                                       num_experts: int, *, ranks_per_node: int = 0,
+                                       allow_nvlink_for_low_latency_mode: bool = True) -> int:
         """num_rdma_bytes that low-latency calls of up to these sizes need, in any group and mode
-        (in-process groups without zero_copy / use_logfmt need less)."""
-        return _C.Buffer.low_latency_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_ranks, num_experts)
+        (in-process groups without zero_copy / use_logfmt need less). Peers on other nodes
+        (ranks_per_node < num_ranks; 0 assumes deep_ep's 8 per node) or no NVLink add a
+        mirror slot per peer."""
+        return _C.Buffer.low_latency_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_ranks, num_experts,
+                                               ranks_per_node, allow_nvlink_for_low_latency_mode)
 
     @staticmethod
     def intranode_size_hint(max_tokens_per_rank: int, num_ranks: int, hidden_bytes: int = 0) -> int:

@@ -41,15 +41,16 @@ def run_threads(num_ranks, body):
 
 
 def in_process_buffers(num_ranks, num_nvl_bytes, device=0, timeout_ns=None, num_rdma_bytes=0,
-                       low_latency_mode=False, enable_shrink=False):
+                       low_latency_mode=False, enable_shrink=False, **buffer_kwargs):
     """N Buffers of one in-process group on `device` (construction is collective). Low-latency
-    buffers: num_rdma_bytes (e.g. Buffer.get_low_latency_rdma_size_hint) and low_latency_mode."""
+    buffers: num_rdma_bytes (e.g. Buffer.get_low_latency_rdma_size_hint) and low_latency_mode.
+    buffer_kwargs go to every Buffer (e.g. emulated_ranks_per_node)."""
     hardware_queues.check_in_process(num_ranks)
     _C.keep_pool_memory(device)
     groups = _C.make_in_process_group([device] * num_ranks)
     return run_threads(num_ranks, lambda r: Buffer(groups[r], num_nvl_bytes, num_rdma_bytes,
                                                    low_latency_mode=low_latency_mode, enable_shrink=enable_shrink,
-                                                   timeout_ns=timeout_ns))
+                                                   timeout_ns=timeout_ns, **buffer_kwargs))
 
 
 class InProcessRanks:
@@ -58,11 +59,11 @@ class InProcessRanks:
     are moe_ep's own (not torch's pool of 64+, which wraps around the hardware queues)."""
 
     def __init__(self, num_ranks, num_nvl_bytes, device=0, warm_bytes=256 << 20, timeout_ns=None, num_rdma_bytes=0,
-                 low_latency_mode=False, enable_shrink=False):
+                 low_latency_mode=False, enable_shrink=False, **buffer_kwargs):
         self.torch = require_torch("moe_ep.testing.InProcessRanks")
         self.num_ranks, self.device = num_ranks, device
         self.buffers = in_process_buffers(num_ranks, num_nvl_bytes, device, timeout_ns, num_rdma_bytes,
-                                          low_latency_mode, enable_shrink)
+                                          low_latency_mode, enable_shrink, **buffer_kwargs)
         self._owned_streams = [_C.Stream(device) for _ in range(num_ranks)]
         self.streams = [self.torch.cuda.ExternalStream(s.handle, device=self.torch.device("cuda", device))
                         for s in self._owned_streams]

@@ -18,15 +18,19 @@ void bind_buffer(nb::module_& m) {
   cls.def(
           "__init__",
           [](Buffer* self, std::shared_ptr<Group> group, std::int64_t num_nvl_bytes, std::int64_t num_rdma_bytes,
-             std::uint64_t timeout_ns, bool low_latency_mode, bool enable_shrink) {
+             std::uint64_t timeout_ns, bool low_latency_mode, bool enable_shrink, bool allow_nvlink_for_low_latency,
+             int emulated_ranks_per_node) {
             BufferOptions options;
             options.timeout_ns = timeout_ns;
             options.low_latency_mode = low_latency_mode;
             options.enable_shrink = enable_shrink;
+            options.allow_nvlink_for_low_latency = allow_nvlink_for_low_latency;
+            options.emulated_ranks_per_node = emulated_ranks_per_node;
             new (self) Buffer(std::move(group), num_nvl_bytes, num_rdma_bytes, options);
           },
           "group"_a, "num_nvl_bytes"_a, "num_rdma_bytes"_a = 0, "timeout_ns"_a = kDefaultTimeoutNs,
-          "low_latency_mode"_a = false, "enable_shrink"_a = false, release())
+          "low_latency_mode"_a = false, "enable_shrink"_a = false, "allow_nvlink_for_low_latency"_a = true,
+          "emulated_ranks_per_node"_a = 0, release())
       .def_prop_ro("rank", &Buffer::rank)
       .def_prop_ro("num_ranks", &Buffer::num_ranks)
       .def_prop_ro("device", &Buffer::device)

@@ -22,11 +22,12 @@
 
 namespace moe_ep::transport {
 
-template <bool kRdmaDiscipline>
+// Bases: how the windows are reached, indexable by rank: a pointer into global or
+// __grid_constant__ parameter memory, or a reference to an array in a kernel parameter
+// (copying the array into the struct would cost local memory).
+template <bool kRdmaDiscipline, typename Bases = std::uint8_t* const*>
 struct MemoryTransport {
-  // Every rank's window as mapped here (own included). Points at kernel parameter memory
-  // (__grid_constant__) or global memory: copying the array would cost local memory.
-  std::uint8_t* const* bases;
+  Bases bases;  // every rank's window as mapped here (own included)
   TransportTopology topology;
   bool gpu_scope;  // every rank on this GPU: GPU-scope fences suffice
 
@@ -82,5 +83,7 @@ __device__ __forceinline__ Transport memory_transport(const MemoryWindows& w) {
 
 using PeerMemoryTransport = MemoryTransport<false>;
 using EmulatedRdmaTransport = MemoryTransport<true>;
+template <typename Bases>
+using EmulatedRdmaTransportOver = MemoryTransport<true, Bases>;
 
 }  // namespace moe_ep::transport

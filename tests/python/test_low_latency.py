@@ -75,6 +75,26 @@ def test_in_process(clusters, num_ranks, case):
 
 
 @in_process_only
+@pytest.mark.parametrize("case", [c for c in CASES if not c.duplicates], ids=str)
+@pytest.mark.parametrize("num_ranks,ranks_per_node,allow_nvlink", [(4, 2, True), (2, 2, False)],
+                         ids=["2x2", "1x2_all_rdma"])
+def test_emulated_nodes(num_ranks, ranks_per_node, allow_nvlink, case):
+    """Peers on other pretend nodes (or all, without NVLink) go through the emulated RDMA
+    transport; results are those of one node. Sized with the hint's node-aware form."""
+    hint = moe_ep.Buffer.get_low_latency_rdma_size_hint(MAX_TOKENS, HIDDEN, num_ranks, num_experts(num_ranks),
+                                                        ranks_per_node=ranks_per_node,
+                                                        allow_nvlink_for_low_latency_mode=allow_nvlink)
+    assert hint > rdma_bytes(num_ranks)  # the mirror slots
+    cluster = testing.InProcessRanks(num_ranks, 0, device=0, warm_bytes=64 << 20, num_rdma_bytes=hint,
+                                     low_latency_mode=True, emulated_ranks_per_node=ranks_per_node,
+                                     allow_nvlink_for_low_latency_mode=allow_nvlink)
+    try:
+        _run_case(cluster, case, num_ranks)
+    finally:
+        cluster.destroy()
+
+
+@in_process_only
 def test_two_batches_in_flight_with_hooks(clusters):
     """deep_ep's two-micro-batch overlap: two dispatches (then two combines) await their hooks
     at once; a third call before the first hook is refused; results are as without hooks."""

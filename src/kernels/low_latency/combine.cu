@@ -1,47 +1,42 @@
-// Low-latency combine kernels: sending phase, receiving phase, or both in one launch
-// (see dispatch.cu).
+// Low-latency combine kernels: sending phase, receiving phase, or both in one launch, with
+// and without peers reached by RDMA (see dispatch.cu).
 #include "kernels/low_latency/combine_recv.cuh"
 #include "kernels/low_latency/combine_send.cuh"
+#include "kernels/low_latency/ll_launch.hpp"
 #include "runtime/cuda_check.hpp"
 
 namespace moe_ep::kernels {
 namespace {
 
-template <bool kSend, bool kRecv>
-__global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_combine_kernel(const __grid_constant__ LlCombineSendParams send,
-                                                                               const __grid_constant__ LlCombineRecvParams recv) {
+template <bool kSend, bool kRecv, bool kRdma>
+__global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
+    ll_combine_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
   ll_mark_entered(kSend ? send.ctx : recv.ctx);
-  if constexpr (kSend) ll_combine_send_phase(send);
+  if constexpr (kSend) ll_combine_send_phase<kRdma>(send);
   if constexpr (kRecv) ll_combine_recv_phase(recv);
 }
 
-template <bool kSend, bool kRecv>
-void launch(const LlCombineSendParams& send, const LlCombineRecvParams& recv, int num_blocks, cudaStream_t stream) {
-  ll_combine_kernel<kSend, kRecv><<<num_blocks, kLlThreads, 0, stream>>>(send, recv);
-  MOE_EP_CHECK_LAUNCH();
-}
-
-template <bool kSend, bool kRecv>
-void preload() {
-  cudaFuncAttributes attributes;
-  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, ll_combine_kernel<kSend, kRecv>));
-}
+struct CombineKernels {
+  template <bool kSend, bool kRecv, bool kRdma>
+  static void launch(const LlCombineSendParams& send, const LlCombineRecvParams& recv, int num_blocks,
+                     cudaStream_t stream) {
+    ll_combine_kernel<kSend, kRecv, kRdma><<<num_blocks, kLlThreads, 0, stream>>>(send, recv);
+    MOE_EP_CHECK_LAUNCH();
+  }
+  template <bool kSend, bool kRecv, bool kRdma>
+  static void preload() {
+    cudaFuncAttributes attributes;
+    MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, ll_combine_kernel<kSend, kRecv, kRdma>));
+  }
+};
 
 }  // namespace
 
 void launch_ll_combine(const LlCombineSendParams& send, const LlCombineRecvParams& recv, LlPhases phases,
                        int num_blocks, cudaStream_t stream) {
-  switch (phases) {
-    case LlPhases::kSend: return launch<true, false>(send, recv, num_blocks, stream);
-    case LlPhases::kRecv: return launch<false, true>(send, recv, num_blocks, stream);
-    case LlPhases::kBoth: return launch<true, true>(send, recv, num_blocks, stream);
-  }
+  launch_ll_variant<CombineKernels>(send.ctx.mirrors.count > 0, phases, send, recv, num_blocks, stream);
 }
 
-void preload_ll_combine_kernels() {
-  preload<true, false>();
-  preload<false, true>();
-  preload<true, true>();
-}
+void preload_ll_combine_kernels() { preload_ll_variants<CombineKernels>(); }
 
 }  // namespace moe_ep::kernels

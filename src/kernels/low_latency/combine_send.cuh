@@ -43,6 +43,7 @@ __device__ __forceinline__ void push_expert_row(const LlCombineSendParams& p, in
 
 // Valid rows of x into the half: row (e, j) keeps its index, BF16 or LogFMT (unless the
 // half already holds them: zero_copy); rows of RDMA homes are then pushed to them.
+template <bool kRdma>
 __device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, std::uint8_t* half, bool copy,
                                                   unsigned rdma) {
   const LlContext& ctx = p.ctx;
@@ -64,11 +65,12 @@ __device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, 
     } else {
       device::warp_copy_row(reinterpret_cast<int4*>(dst), reinterpret_cast<const int4*>(src), p.hidden * 2 / 16, lane);
     }
-    if (rdma == 0) continue;
-    const RowHome home = home_of_row(p, e, j);
-    // Past max_tokens per (expert, home) the dispatch already failed (kCapacityRdmaMirror).
-    if (home.home >= 0 && (rdma & (1u << home.home)) && home.rank_in_expert < p.max_tokens) {
-      push_expert_row(p, e, item, home, lane);
+    if constexpr (kRdma) {
+      const RowHome home = home_of_row(p, e, j);
+      // Past max_tokens per (expert, home) the dispatch already failed (kCapacityRdmaMirror).
+      if (home.home >= 0 && (rdma & (1u << home.home)) && home.rank_in_expert < p.max_tokens) {
+        push_expert_row(p, e, item, home, lane);
+      }
     }
   }
 }
@@ -86,24 +88,26 @@ __device__ __forceinline__ void push_plan(const LlCombineSendParams& p, unsigned
 }
 
 // Every block of the kernel; the last one to finish signals `ready` to every peer.
+// kRdma: some peers are reached by RDMA.
+template <bool kRdma>
 __device__ __forceinline__ void ll_combine_send_phase(const LlCombineSendParams& p) {
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = ll_op_epoch(ctx);
   std::uint8_t* half = ll_half(ctx, ctx.rank);
-  const unsigned rdma = ll_rdma_peers(ctx);
+  const unsigned rdma = kRdma ? ll_rdma_peers(ctx) : 0u;
   if (blockIdx.x == 0) {
     const int entries = ctx.shape.num_experts;  // E_local * num_ranks
     std::int64_t* plan = reinterpret_cast<std::int64_t*>(half + ctx.layout.plan_offset);
     for (int i = threadIdx.x; i < entries; i += blockDim.x) plan[i] = p.layout_range[i];
-    if (rdma != 0) {
+    if (kRdma && rdma != 0) {
       __syncthreads();
       push_plan(p, rdma);
     }
   }
   const bool copy = p.stage_rows || p.logfmt;
-  if (copy || rdma != 0) stage_expert_rows(p, half, copy, rdma);
+  if (copy || rdma != 0) stage_expert_rows<kRdma>(p, half, copy, rdma);
 
-  ll_finish_send(ctx, epoch);
+  ll_finish_send<kRdma>(ctx, epoch);
 }
 
 }  // namespace moe_ep::kernels

@@ -119,6 +119,7 @@ __device__ __forceinline__ void push_row_chunk(const LlDispatchSendParams& p, un
 // Every block but 0 (unless alone): each token once into this rank's half, one chunk of
 // kLlStageChunkChannels channels per warp and work item; chunks of tokens that RDMA peers
 // receive are pushed into their mirror slots right away.
+template <bool kRdma>
 __device__ __forceinline__ void stage_rows(const LlDispatchSendParams& p, std::uint8_t* half, unsigned rdma) {
   const int first_block = gridDim.x > 1 ? 1 : 0;
   const int lane = threadIdx.x % 32;
@@ -140,27 +141,31 @@ __device__ __forceinline__ void stage_rows(const LlDispatchSendParams& p, std::u
     } else {
       warp_cast_row_fp8(src, dst, reinterpret_cast<float*>(dst + p.hidden), begin, end, p.round_scale, lane);
     }
-    const unsigned destinations = rdma != 0 ? token_rdma_destinations(p, rdma, t, lane) : 0u;
-    if (destinations != 0) push_row_chunk(p, destinations, t, begin, end, bf16, lane);
+    if constexpr (kRdma) {
+      const unsigned destinations = token_rdma_destinations(p, rdma, t, lane);
+      if (destinations != 0) push_row_chunk(p, destinations, t, begin, end, bf16, lane);
+    }
   }
 }
 
 // Every block of the kernel; the last one to finish signals `ready` to every peer.
 // Needs 4 * num_experts + 2 * num_tokens * num_topk bytes of dynamic shared memory.
+// kRdma: some peers are reached by RDMA (kept out of the one-node kernels' registers).
+template <bool kRdma>
 __device__ __forceinline__ void ll_dispatch_send_phase(const LlDispatchSendParams& p) {
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = ll_op_epoch(ctx);
   std::uint8_t* half = ll_half(ctx, ctx.rank);
-  const unsigned rdma = ll_rdma_peers(ctx);
+  const unsigned rdma = kRdma ? ll_rdma_peers(ctx) : 0u;
   if (blockIdx.x == 0) {
     rank_entries(p, half);
-    if (rdma != 0) {
+    if (kRdma && rdma != 0) {
       __syncthreads();  // the block's entries are written before any warp pushes them
       push_entries(p, rdma);
     }
   }
-  if (p.stage_rows && (blockIdx.x > 0 || gridDim.x == 1)) stage_rows(p, half, rdma);
-  ll_finish_send(ctx, epoch);
+  if (p.stage_rows && (blockIdx.x > 0 || gridDim.x == 1)) stage_rows<kRdma>(p, half, rdma);
+  ll_finish_send<kRdma>(ctx, epoch);
 }
 
 // Dynamic shared memory of the sending phase.

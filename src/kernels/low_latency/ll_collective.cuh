@@ -30,10 +30,10 @@ __device__ __forceinline__ unsigned ll_rdma_peers(const LlContext& ctx) {
   return mask;
 }
 // The transport to RDMA peers: the peers' LL regions are the windows (emulated over peer
-// memory; the kernels use it only through put/signal). ctx lives in __grid_constant__
-// kernel parameters, so the bases are not copied.
-__device__ __forceinline__ transport::EmulatedRdmaTransport ll_transport(const LlContext& ctx) {
-  return {ctx.peer_bases.data(), {ctx.rank, ctx.num_ranks, ctx.all_rdma ? 1 : ctx.ranks_per_node}, ctx.gpu_scope};
+// memory; the kernels use it only through put/signal). It indexes ctx's bases in place.
+using LlRdmaTransport = transport::EmulatedRdmaTransportOver<const std::array<std::uint8_t*, kMaxNvlRanks>&>;
+__device__ __forceinline__ LlRdmaTransport ll_transport(const LlContext& ctx) {
+  return {ctx.peer_bases, {ctx.rank, ctx.num_ranks, ctx.all_rdma ? 1 : ctx.ranks_per_node}, ctx.gpu_scope};
 }
 // Byte offset, in rank `at`'s region, of the mirror slot that `source` pushes into.
 __device__ __forceinline__ std::int64_t ll_mirror_offset(const LlContext& ctx, int at, int source) {
@@ -183,6 +183,7 @@ __device__ __forceinline__ bool ll_peers_share_shape(const LlContext& ctx, unsig
 
 // Called by every block of a send kernel at its end: the last block to finish publishes
 // this rank's shape and rows (ctx.shape) and signals `ready` to every peer.
+template <bool kRdma>
 __device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64_t epoch) {
   __shared__ bool is_last;
   __syncthreads();
@@ -199,15 +200,17 @@ __device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64
     *published = ctx.shape;
   }
   __syncwarp();
-  // RDMA peers get the published shape in their mirror slot's header.
-  const unsigned rdma = ll_rdma_peers(ctx);
-  const std::int64_t published_offset = reinterpret_cast<std::uint8_t*>(published) - ctx.peer_bases[ctx.rank];
-  for (int q = 0; q < ctx.num_ranks; ++q) {
-    if (!(rdma & (1u << q))) continue;
-    const std::int64_t slot = ll_mirror_offset(ctx, q, ctx.rank) + offsetof(protocol::LlHeader, published);
-    ll_transport(ctx).put_warp(q, slot, published_offset, sizeof(protocol::LlPublished), threadIdx.x);
+  if constexpr (kRdma) {
+    // RDMA peers get the published shape in their mirror slot's header.
+    const unsigned rdma = ll_rdma_peers(ctx);
+    const std::int64_t published_offset = reinterpret_cast<std::uint8_t*>(published) - ctx.peer_bases[ctx.rank];
+    for (int q = 0; q < ctx.num_ranks; ++q) {
+      if (!(rdma & (1u << q))) continue;
+      const std::int64_t slot = ll_mirror_offset(ctx, q, ctx.rank) + offsetof(protocol::LlHeader, published);
+      ll_transport(ctx).put_warp(q, slot, published_offset, sizeof(protocol::LlPublished), threadIdx.x);
+    }
+    __syncwarp();
   }
-  __syncwarp();
   if (threadIdx.x == 0) {
     __threadfence();
     ll_signal_peers(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);

@@ -154,5 +154,55 @@ TEST(LlBufferLayout, SizeHintAtMostDeepEpV1) {
   }
 }
 
+// Mirror slots (peers reached by RDMA push into them): after the own part, aligned, each
+// holding the dispatch part at the half's own offsets and the combine rows of one source;
+// a smaller call's slots fit a region sized for the largest.
+TEST(LlBufferLayout, MirrorSlotsFollowTheOwnPartAndFit) {
+  for (int ranks : {2, 4, 8}) {
+    for (std::int64_t t : kTokens) {
+      for (std::int64_t h : kHiddens) {
+        for (std::int64_t e : {8 * ranks, 256}) {
+          const std::int64_t half = ll_mirrored_region_bytes(kMaxLowLatencyTokens, h, e, ranks, true) / 2;
+          for (std::int64_t k : kTopks) {
+            SCOPED_TRACE(at(t, h, k, e, true) + " ranks=" + std::to_string(ranks));
+            const LlHalfLayout own = carve_ll_half(t, h, k, e, true);
+            const LlMirrorLayout m = carve_ll_mirrors(own, t, h, e, ranks, true);
+            EXPECT_EQ(m.offset, own.total_bytes);
+            EXPECT_EQ(m.count, ranks - 1);
+            EXPECT_EQ(m.stride % 128, 0);
+            EXPECT_GE(m.stride, own.rows_offset + t * 2 * h);                  // dispatch rows
+            EXPECT_GE(m.stride, own.rows_offset + (e / ranks) * t * 2 * h);    // combine rows
+            EXPECT_LE(m.end(), half);
+            EXPECT_EQ(carve_ll_mirrors(own, t, h, e, ranks, false).count, 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The hint with peers on other nodes (or no NVLink) is the mirrored carve, still no larger
+// than DeepEP V1's; deep_ep's own call (no ranks_per_node) assumes 8 ranks per node.
+TEST(LlBufferLayout, MirroredSizeHintIsExactAndAtMostDeepEpV1) {
+  for (int ranks : {2, 4, 8}) {
+    for (std::int64_t t : kTokens) {
+      for (std::int64_t h : {2048, 3072, 4096, 5120, 7168}) {
+        for (std::int64_t e : {8 * ranks, 64, 256, 288}) {
+          if (e % ranks != 0) continue;
+          const int ti = static_cast<int>(t), hi = static_cast<int>(h), ei = static_cast<int>(e);
+          const std::string where = at(t, h, kMaxTopk, e, true) + " ranks=" + std::to_string(ranks);
+          const std::int64_t mirrored = ll_mirrored_region_bytes(t, h, e, ranks, true);
+          EXPECT_EQ(Buffer::low_latency_size_hint(ti, hi, ranks, ei, ranks / 2), mirrored) << where;
+          EXPECT_EQ(Buffer::low_latency_size_hint(ti, hi, ranks, ei, ranks, /*allow_nvlink=*/false), mirrored) << where;
+          EXPECT_EQ(Buffer::low_latency_size_hint(ti, hi, ranks, ei, ranks), Buffer::low_latency_size_hint(ti, hi, ranks, ei))
+              << where;
+          EXPECT_LE(mirrored, deep_ep_low_latency_rdma_size_hint(t, h, ranks, e)) << where;
+        }
+      }
+    }
+  }
+  EXPECT_THROW(Buffer::low_latency_size_hint(128, 2048, 8, 64, 3), InvalidArgument);
+}
+
 }  // namespace
 }  // namespace moe_ep::protocol
