@@ -29,6 +29,9 @@ struct BufferOptions {
   int emulated_ranks_per_node = 0;
   // false: every peer through the transport (deep_ep's allow_nvlink_for_low_latency_mode).
   bool allow_nvlink_for_low_latency = true;
+  // A group spanning nodes (num_ranks_per_node < size) needs the GIN RDMA transport;
+  // use_gin_transport asks for it on one node too (what a machine without a NIC answers).
+  bool use_gin_transport = false;
 };
 
 // Test-only fault injection (TEST_CASES.md F1/F3): a rank that skips its next collective

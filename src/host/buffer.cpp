@@ -2,6 +2,7 @@
 // buffer_layout.cpp, buffer_dispatch.cpp and buffer_combine.cpp.
 #include "moe_ep/buffer.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -10,6 +11,7 @@
 
 #include "host/buffer_impl.hpp"
 #include "host/error_report.hpp"
+#include "host/internode_transport.hpp"
 #include "host/validation.hpp"
 #include "kernels/layout/layout_params.hpp"
 #include "runtime/cuda_check.hpp"
@@ -45,6 +47,12 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
     : group(std::move(g)), options(opts), rank(group->rank()), num_ranks(group->size()), device(group->device()),
       id(next_buffer_id.fetch_add(1)), guard_for_construction(device) {
   const std::string op = "Buffer";
+  if (group->num_ranks_per_node() < num_ranks || options.use_gin_transport) {
+    // Ranks on several nodes: the RDMA engine first (it says whether this machine has one).
+    host::make_internode_transport(*group, std::max<std::int64_t>(num_rdma_bytes, 1 << 20), group->num_ranks_per_node());
+    host::fail(op, "the transport is up, but the internode kernels over GIN are not in this build yet (the "
+                   "emulated-RDMA low-latency path runs on one node: BufferOptions::emulated_ranks_per_node)");
+  }
   host::require(num_ranks <= kMaxNvlRanks, op,
                 "group of " + std::to_string(num_ranks) + " ranks exceeds the NVLink-domain maximum kMaxNvlRanks = " +
                     std::to_string(kMaxNvlRanks) + " (internode is not available yet)");
