@@ -11,26 +11,28 @@
 
 namespace moe_ep::kernels {
 
-inline constexpr int kLlDispatchSharedBytes = 4 * kMaxExperts + 2 * 1024 * kMaxTopk;  // counters + int16 ids
+// Ranking entries: every warp walks its own segment of the entries with its own per-expert
+// counters, then one pass turns them into per-segment bases; when all warps' counters do
+// not fit kLlSegmentedRankBytes (many experts), one warp walks all entries.
+inline constexpr int kLlSegmentedRankBytes = 48 * 1024;  // counters[warps][E] + int16 ids + int16 ranks
+__host__ __device__ inline bool ll_rank_in_segments(int num_experts, int num_entries) {
+  // A few entries (decode with a handful of tokens): one warp is quicker than a merge.
+  return num_entries > 32 * kLlWarps && 4 * kLlWarps * num_experts + 4 * num_entries <= kLlSegmentedRankBytes;
+}
+inline constexpr int kLlSingleWarpRankBytes = 4 * kMaxExperts + 2 * 1024 * kMaxTopk;  // counters + int16 ids
+inline constexpr int kLlDispatchSharedBytes =
+    kLlSegmentedRankBytes > kLlSingleWarpRankBytes ? kLlSegmentedRankBytes : kLlSingleWarpRankBytes;
 
 __device__ __forceinline__ std::int64_t load_expert(const LlDispatchSendParams& p, int i) {
   return p.topk_idx_int32 ? static_cast<const std::int32_t*>(p.topk_idx)[i]
                           : static_cast<const std::int64_t*>(p.topk_idx)[i];
 }
 
-// Block 0: validates ids, writes them (int32) and each entry's rank among this rank's
-// entries for its expert, in (token, slot) order, and the per-expert counts.
-__device__ __forceinline__ void rank_entries(const LlDispatchSendParams& p, std::uint8_t* half) {
-  extern __shared__ int shared[];
-  int* counters = shared;                                           // [num_experts]
-  std::int16_t* ids = reinterpret_cast<std::int16_t*>(shared + p.num_experts);  // [entries]
+// Block 0: ids into shared memory (int16) and the half (int32), checked.
+__device__ __forceinline__ void load_entries(const LlDispatchSendParams& p, std::uint8_t* half, std::int16_t* ids) {
   const LlContext& ctx = p.ctx;
   const int num_entries = p.num_tokens * p.num_topk;
   std::int32_t* ids_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.topk_ids_offset);
-  std::int32_t* ranks_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.ranks_offset);
-  std::int32_t* counts_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.expert_counts_offset);
-
-  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counters[e] = 0;
   for (int i = threadIdx.x; i < num_entries; i += blockDim.x) {
     std::int64_t e = load_expert(p, i);
     if (e < -1 || e >= p.num_experts) {
@@ -43,29 +45,78 @@ __device__ __forceinline__ void rank_entries(const LlDispatchSendParams& p, std:
     ids[i] = static_cast<std::int16_t>(e);
     ids_out[i] = static_cast<std::int32_t>(e);
   }
+}
+
+// One warp walks entries [begin, end) in order, 32 at a time: lanes naming the same
+// expert take consecutive ranks after that expert's running count in `counters`.
+template <typename Emit>
+__device__ __forceinline__ void walk_entries(const std::int16_t* ids, int begin, int end, int* counters, int lane,
+                                             Emit emit) {
+  const unsigned lower_lanes = (1u << lane) - 1;
+  for (int base = begin; base < end; base += 32) {
+    const int i = base + lane;
+    const int e = i < end ? ids[i] : -1;
+    const unsigned same = __match_any_sync(0xffffffffu, e);
+    const int before = e >= 0 ? counters[e] : 0;
+    __syncwarp();
+    if (e >= 0 && lane == __ffs(same) - 1) counters[e] = before + __popc(same);
+    __syncwarp();
+    if (i < end) emit(i, e >= 0 ? before + __popc(same & lower_lanes) : -1);
+  }
+}
+
+// Block 0: validates ids, writes them (int32) and each entry's rank among this rank's
+// entries for its expert, in (token, slot) order, and the per-expert counts.
+__device__ __forceinline__ void rank_entries(const LlDispatchSendParams& p, std::uint8_t* half) {
+  extern __shared__ int shared[];
+  const LlContext& ctx = p.ctx;
+  const int num_entries = p.num_tokens * p.num_topk;
+  const int num_experts = p.num_experts;
+  std::int32_t* ranks_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.ranks_offset);
+  std::int32_t* counts_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.expert_counts_offset);
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const auto store_rank = [&](int i, int rank) {
+    ranks_out[i] = rank;
+    p.combine_slots[i] = rank;
+  };
+  if (!ll_rank_in_segments(num_experts, num_entries)) {
+    int* counters = shared;                                                    // [num_experts]
+    std::int16_t* ids = reinterpret_cast<std::int16_t*>(shared + num_experts);  // [entries]
+    for (int e = threadIdx.x; e < num_experts; e += blockDim.x) counters[e] = 0;
+    load_entries(p, half, ids);
+    __syncthreads();
+    if (warp == 0) walk_entries(ids, 0, num_entries, counters, lane, store_rank);
+    __syncthreads();
+    for (int e = threadIdx.x; e < num_experts; e += blockDim.x) counts_out[e] = counters[e];
+    return;
+  }
+  int* counters = shared;                                                                  // [warps][num_experts]
+  std::int16_t* ids = reinterpret_cast<std::int16_t*>(shared + kLlWarps * num_experts);    // [entries]
+  std::int16_t* segment_rank = ids + num_entries;                                          // [entries]
+  for (int i = threadIdx.x; i < kLlWarps * num_experts; i += blockDim.x) counters[i] = 0;
+  load_entries(p, half, ids);
   __syncthreads();
-  if (threadIdx.x < 32) {
-    // One warp walks the entries in order, 32 at a time: lanes naming the same expert
-    // take consecutive ranks after that expert's running count.
-    const int lane = threadIdx.x;
-    const unsigned lower_lanes = (1u << lane) - 1;
-    for (int base = 0; base < num_entries; base += 32) {
-      const int i = base + lane;
-      const int e = i < num_entries ? ids[i] : -1;
-      const unsigned same = __match_any_sync(0xffffffffu, e);
-      const int before = e >= 0 ? counters[e] : 0;
-      __syncwarp();
-      if (e >= 0 && lane == __ffs(same) - 1) counters[e] = before + __popc(same);
-      __syncwarp();
-      if (i < num_entries) {
-        const int rank = e >= 0 ? before + __popc(same & lower_lanes) : -1;
-        ranks_out[i] = rank;
-        p.combine_slots[i] = rank;
-      }
+  // Warp w ranks segment w within itself.
+  const int segment = (num_entries + kLlWarps * 32 - 1) / (kLlWarps * 32) * 32;
+  const int begin = min(num_entries, warp * segment);
+  walk_entries(ids, begin, min(num_entries, begin + segment), counters + warp * num_experts, lane,
+               [&](int i, int rank) { segment_rank[i] = static_cast<std::int16_t>(rank); });
+  __syncthreads();
+  // Per expert, each segment's base is the count of the segments before it.
+  for (int e = threadIdx.x; e < num_experts; e += blockDim.x) {
+    int running = 0;
+    for (int w = 0; w < kLlWarps; ++w) {
+      const int count = counters[w * num_experts + e];
+      counters[w * num_experts + e] = running;
+      running += count;
     }
+    counts_out[e] = running;
   }
   __syncthreads();
-  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counts_out[e] = counters[e];
+  for (int i = threadIdx.x; i < num_entries; i += blockDim.x) {
+    const int e = ids[i];
+    store_rank(i, e >= 0 ? segment_rank[i] + counters[(i / segment) * num_experts + e] : -1);
+  }
 }
 
 // Block 0, after rank_entries: the expert counts, top-k ids and ranks into the mirror slot
@@ -149,7 +200,7 @@ __device__ __forceinline__ void stage_rows(const LlDispatchSendParams& p, std::u
 }
 
 // Every block of the kernel; the last one to finish signals `ready` to every peer.
-// Needs 4 * num_experts + 2 * num_tokens * num_topk bytes of dynamic shared memory.
+// Needs ll_dispatch_send_shared_bytes of dynamic shared memory.
 // kRdma: some peers are reached by RDMA (kept out of the one-node kernels' registers).
 template <bool kRdma>
 __device__ __forceinline__ void ll_dispatch_send_phase(const LlDispatchSendParams& p) {
@@ -170,7 +221,9 @@ __device__ __forceinline__ void ll_dispatch_send_phase(const LlDispatchSendParam
 
 // Dynamic shared memory of the sending phase.
 inline int ll_dispatch_send_shared_bytes(const LlDispatchSendParams& p) {
-  return 4 * p.num_experts + 2 * p.num_tokens * p.num_topk;
+  const int entries = p.num_tokens * p.num_topk;
+  if (ll_rank_in_segments(p.num_experts, entries)) return 4 * kLlWarps * p.num_experts + 4 * entries;
+  return 4 * p.num_experts + 2 * entries;
 }
 
 }  // namespace moe_ep::kernels
