@@ -13,7 +13,7 @@ __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_combine_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
   ll_mark_entered(kSend ? send.ctx : recv.ctx);
   if constexpr (kSend) ll_combine_send_phase<kRdma>(send);
-  if constexpr (kRecv) ll_combine_recv_phase(recv);
+  if constexpr (kRecv) ll_combine_recv_phase<kRdma>(recv);
 }
 
 struct CombineKernels {

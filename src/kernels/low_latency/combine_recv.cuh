@@ -22,6 +22,7 @@ struct SourceRows {
 };
 
 // Warp 0: the rows (in slot order) that token t sums.
+template <bool kRdma>
 __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned arrived, int t, SourceRows& out) {
   const LlContext& ctx = p.ctx;
   const int lane = threadIdx.x;
@@ -36,12 +37,12 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
     const int owner = e >= 0 && e < p.num_experts ? static_cast<int>(e / num_local) : -1;
     if (owner >= 0 && rank_in_expert >= 0 && (arrived & (1u << owner))) {
       const int local = static_cast<int>(e) - owner * num_local;
-      const std::uint8_t* half = ll_source_half(ctx, owner);
+      const std::uint8_t* half = ll_source_half<kRdma>(ctx, owner);
       const std::int64_t range =
           reinterpret_cast<const std::int64_t*>(half + ctx.layout.plan_offset)[local * ctx.num_ranks + ctx.rank];
       if (rank_in_expert < (range >> 32)) {  // else the owner did not receive it (it masked us)
-        const protocol::LlPublished& pub = ll_source_published(ctx, owner);
-        if (ll_rdma_peer(ctx, owner)) {
+        const protocol::LlPublished& pub = ll_source_published<kRdma>(ctx, owner);
+        if (ll_rdma_peer<kRdma>(ctx, owner)) {
           // The owner pushed our rows into its mirror slot, by (local expert, rank).
           row = half + ctx.layout.rows_offset +
                 (static_cast<std::int64_t>(local) * p.max_tokens + rank_in_expert) * pub.row_stride;
@@ -105,18 +106,19 @@ __device__ __forceinline__ void sum_logfmt(const SourceRows& sources, int c, int
 }
 
 // Every block of the kernel: a token per block at a time, then the done barrier.
+template <bool kRdma>
 __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams& p) {
   __shared__ SourceRows sources;
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = ll_op_epoch(ctx);
   const LlArrivals arrivals =
-      ll_wait_peers(ctx, &protocol::LlHeader::ready, epoch, kLlCombineRecvPhase, blockIdx.x == 0 ? p.wait_stats : nullptr);
+      ll_wait_peers<kRdma>(ctx, &protocol::LlHeader::ready, epoch, kLlCombineRecvPhase, blockIdx.x == 0 ? p.wait_stats : nullptr);
   bool failed = arrivals.failed;
-  if (!failed) failed = !ll_peers_share_shape(ctx, arrivals.arrived, kLlCombineRecvPhase);
+  if (!failed) failed = !ll_peers_share_shape<kRdma>(ctx, arrivals.arrived, kLlCombineRecvPhase);
   if (!failed) {
     const bool logfmt = ctx.shape.format == static_cast<int>(protocol::LlFormat::kLogFmt);
     for (int t = blockIdx.x; t < p.num_tokens; t += gridDim.x) {
-      if (threadIdx.x < 32) find_rows(p, arrivals.arrived, t, sources);
+      if (threadIdx.x < 32) find_rows<kRdma>(p, arrivals.arrived, t, sources);
       __syncthreads();
       for (int c = threadIdx.x * 8; c < p.hidden; c += blockDim.x * 8) {
         float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -138,7 +140,7 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
     }
   }
   if (failed && threadIdx.x == 0) ctx.state->abort = 1;
-  ll_done_barrier(ctx, epoch, failed, kLlCombineRecvPhase);
+  ll_done_barrier<kRdma>(ctx, epoch, failed, kLlCombineRecvPhase);
 }
 
 }  // namespace moe_ep::kernels

@@ -15,7 +15,7 @@ __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
   ll_mark_entered(kSend ? send.ctx : recv.ctx);
   if constexpr (kSend) ll_dispatch_send_phase<kRdma>(send);
-  if constexpr (kRecv) ll_dispatch_recv_phase(recv);
+  if constexpr (kRecv) ll_dispatch_recv_phase<kRdma>(recv);
 }
 
 struct DispatchKernels {

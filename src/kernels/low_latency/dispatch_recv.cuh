@@ -24,11 +24,12 @@ __device__ __forceinline__ std::uint64_t pack_plan(std::uint64_t epoch, unsigned
 }
 
 // Block 0.
+template <bool kRdma>
 __device__ __forceinline__ LlPlan make_plan(const LlDispatchRecvParams& p, std::uint64_t epoch) {
   const LlContext& ctx = p.ctx;
-  const LlArrivals arrivals = ll_wait_peers(ctx, &protocol::LlHeader::ready, epoch, kLlDispatchRecvPhase, p.wait_stats);
+  const LlArrivals arrivals = ll_wait_peers<kRdma>(ctx, &protocol::LlHeader::ready, epoch, kLlDispatchRecvPhase, p.wait_stats);
   bool failed = arrivals.failed;
-  if (!failed) failed = !ll_peers_share_shape(ctx, arrivals.arrived, kLlDispatchRecvPhase);
+  if (!failed) failed = !ll_peers_share_shape<kRdma>(ctx, arrivals.arrived, kLlDispatchRecvPhase);
   const int num_local = p.num_experts / ctx.num_ranks;
   const int first_expert = ctx.rank * num_local;
   if (!failed) {
@@ -36,9 +37,9 @@ __device__ __forceinline__ LlPlan make_plan(const LlDispatchRecvParams& p, std::
       std::int64_t begin = 0;
       for (int s = 0; s < ctx.num_ranks; ++s) {
         const std::int32_t* counts =
-            reinterpret_cast<const std::int32_t*>(ll_source_half(ctx, s) + ctx.layout.expert_counts_offset);
+            reinterpret_cast<const std::int32_t*>(ll_source_half<kRdma>(ctx, s) + ctx.layout.expert_counts_offset);
         const std::int64_t count = (arrivals.arrived & (1u << s)) ? counts[first_expert + e] : 0;
-        if (count > p.max_tokens && ll_rdma_peer(ctx, s)) {
+        if (count > p.max_tokens && ll_rdma_peer<kRdma>(ctx, s)) {
           // The combine's mirror slot keeps max_tokens rows per (expert, home).
           device::record_error(ctx.error, protocol::ErrorCode::kCapacity, ctx.rank, kLlDispatchRecvPhase, s, count,
                                p.max_tokens, 0, protocol::kCapacityRdmaMirror);
@@ -108,13 +109,14 @@ __device__ __forceinline__ void clear_unused_slots(const LlDispatchRecvParams& p
 
 // One warp: chunk `chunk` (kLlChunkBytes of the payload) of token t of source s into
 // every local slot the token names; chunk 0 also carries the scales and src_info.
+template <bool kRdma>
 __device__ __forceinline__ void expand_chunk(const LlDispatchRecvParams& p, int s, int t, int chunk, const protocol::LlPublished& pub,
                              int* dest_rows, int lane) {
   const LlContext& ctx = p.ctx;
   const int num_local = p.num_experts / ctx.num_ranks;
   const int first_expert = ctx.rank * num_local;
   const int slots_per_expert = ctx.num_ranks * p.max_tokens;
-  const std::uint8_t* half = ll_source_half(ctx, s);
+  const std::uint8_t* half = ll_source_half<kRdma>(ctx, s);
   int row = -1;
   if (lane < p.num_topk) {
     const int i = t * p.num_topk + lane;
@@ -131,7 +133,7 @@ __device__ __forceinline__ void expand_chunk(const LlDispatchRecvParams& p, int 
   const int num_dests = __popc(mask);
 
   // An RDMA source pushed its rows into our mirror slot at their own indices.
-  const std::uint8_t* rows = ll_rdma_peer(ctx, s) ? half + ctx.layout.rows_offset : ll_rebase(ctx, s, pub, pub.rows);
+  const std::uint8_t* rows = ll_rdma_peer<kRdma>(ctx, s) ? half + ctx.layout.rows_offset : ll_rebase(ctx, s, pub, pub.rows);
   const std::uint8_t* src = rows + t * pub.row_stride;
   const std::int64_t payload_bytes = p.fp8 ? p.hidden : 2 * p.hidden;
   constexpr int kVectorsPerLane = kLlChunkBytes / 16 / 32;
@@ -178,11 +180,12 @@ __device__ __forceinline__ void expand_chunk(const LlDispatchRecvParams& p, int 
 }
 
 // Every block of the kernel: plan (block 0) or wait for the plan, expand, done barrier.
+template <bool kRdma>
 __device__ __forceinline__ void ll_dispatch_recv_phase(const LlDispatchRecvParams& p) {
   __shared__ int dest_rows_of_warps[kLlWarps][kMaxTopk];
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = ll_op_epoch(ctx);
-  const LlPlan plan = blockIdx.x == 0 ? make_plan(p, epoch) : wait_for_plan(ctx, epoch);
+  const LlPlan plan = blockIdx.x == 0 ? make_plan<kRdma>(p, epoch) : wait_for_plan(ctx, epoch);
   if (!plan.failed) {
     const int num_local = p.num_experts / ctx.num_ranks;
     clear_unused_slots(p, num_local, ctx.num_ranks * p.max_tokens);
@@ -196,12 +199,12 @@ __device__ __forceinline__ void ll_dispatch_recv_phase(const LlDispatchRecvParam
       const int t = (item / chunks) % p.max_tokens;
       const int s = item / chunks / p.max_tokens;
       if (!(plan.arrived & (1u << s))) continue;
-      const protocol::LlPublished& pub = ll_source_published(ctx, s);
+      const protocol::LlPublished& pub = ll_source_published<kRdma>(ctx, s);
       if (t >= pub.num_tokens) continue;
-      expand_chunk(p, s, t, chunk, pub, dest_rows_of_warps[warp], lane);
+      expand_chunk<kRdma>(p, s, t, chunk, pub, dest_rows_of_warps[warp], lane);
     }
   }
-  ll_done_barrier(ctx, epoch, plan.failed, kLlDispatchRecvPhase);
+  ll_done_barrier<kRdma>(ctx, epoch, plan.failed, kLlDispatchRecvPhase);
 }
 
 }  // namespace moe_ep::kernels

@@ -19,14 +19,16 @@ __device__ __forceinline__ protocol::LlHeader* ll_header(const LlContext& ctx, i
   return reinterpret_cast<protocol::LlHeader*>(ll_half(ctx, peer));
 }
 // ---- peers reached by RDMA (see LlContext) -------------------------------------------
+template <bool kRdma>
 __device__ __forceinline__ bool ll_rdma_peer(const LlContext& ctx, int q) {
+  if constexpr (!kRdma) return false;  // one-node builds compile the peer-memory path only
   return ctx.mirrors.count > 0 && q != ctx.rank &&
          (ctx.all_rdma || q / ctx.ranks_per_node != ctx.rank / ctx.ranks_per_node);
 }
 // Bit q: peer q is reached by RDMA.
 __device__ __forceinline__ unsigned ll_rdma_peers(const LlContext& ctx) {
   unsigned mask = 0;
-  for (int q = 0; q < ctx.num_ranks; ++q) mask |= ll_rdma_peer(ctx, q) ? 1u << q : 0u;
+  for (int q = 0; q < ctx.num_ranks; ++q) mask |= ll_rdma_peer<true>(ctx, q) ? 1u << q : 0u;
   return mask;
 }
 // The transport to RDMA peers: the peers' LL regions are the windows (emulated over peer
@@ -41,12 +43,14 @@ __device__ __forceinline__ std::int64_t ll_mirror_offset(const LlContext& ctx, i
 }
 // Where this rank reads source s's published data: s's half in place, or the mirror slot
 // s pushed into.
+template <bool kRdma>
 __device__ __forceinline__ const std::uint8_t* ll_source_half(const LlContext& ctx, int s) {
-  if (ll_rdma_peer(ctx, s)) return ctx.peer_bases[ctx.rank] + ll_mirror_offset(ctx, ctx.rank, s);
+  if (ll_rdma_peer<kRdma>(ctx, s)) return ctx.peer_bases[ctx.rank] + ll_mirror_offset(ctx, ctx.rank, s);
   return ctx.peer_bases[s] + ctx.parity * ctx.half_bytes;
 }
+template <bool kRdma>
 __device__ __forceinline__ const protocol::LlPublished& ll_source_published(const LlContext& ctx, int s) {
-  return reinterpret_cast<const protocol::LlHeader*>(ll_source_half(ctx, s))->published;
+  return reinterpret_cast<const protocol::LlHeader*>(ll_source_half<kRdma>(ctx, s))->published;
 }
 
 __device__ __forceinline__ std::uint64_t ll_op_epoch(const LlContext& ctx) {
@@ -65,6 +69,7 @@ __device__ __forceinline__ const T* ll_rebase(const LlContext& ctx, int peer, co
 }
 
 // One thread. Publishes every earlier write of the block (the caller synchronized it).
+template <bool kRdma>
 __device__ __forceinline__ void ll_signal_peers(const LlContext& ctx, std::uint64_t (protocol::LlHeader::*flags)[kMaxNvlRanks],
                                                 std::uint64_t epoch, bool failed) {
   if (ctx.delay_ns != 0) device::sleep_until(device::global_timer_ns() + ctx.delay_ns);
@@ -78,7 +83,7 @@ __device__ __forceinline__ void ll_signal_peers(const LlContext& ctx, std::uint6
   // transport signal (ordered after our pushes) into the same word.
   for (int q = 0; q < ctx.num_ranks; ++q) {
     std::uint64_t* flag = &(ll_header(ctx, q)->*flags)[ctx.rank];
-    if (ll_rdma_peer(ctx, q)) {
+    if (ll_rdma_peer<kRdma>(ctx, q)) {
       ll_transport(ctx).signal_set(q, static_cast<int>((reinterpret_cast<std::uint8_t*>(flag) - ctx.peer_bases[q]) / 8), tag);
     } else {
       device::store_release(flag, tag, ctx.gpu_scope);
@@ -97,12 +102,13 @@ __device__ __forceinline__ void ll_mark_entered(const LlContext& ctx) {
 
 // Records an expired wait for peer q, with when q's kernel for this op started relative to
 // the wait (d, us; kLlPeerNotEntered if it had not started).
+template <bool kRdma>
 __device__ __forceinline__ void ll_record_timeout(const LlContext& ctx, protocol::Phase phase, int q,
                                                   std::uint64_t expected, const std::uint64_t* flag,
                                                   std::uint64_t wait_start) {
   const volatile protocol::LlHeader* peer = ll_header(ctx, q);
   // An RDMA peer's memory is not readable: its start stays unknown.
-  const bool readable = !ll_rdma_peer(ctx, q);
+  const bool readable = !ll_rdma_peer<kRdma>(ctx, q);
   const std::uint64_t entered = readable ? peer->entered : 0;
   std::int32_t offset_us = readable ? protocol::kLlPeerNotEntered : protocol::kPeerEntryUnknown;
   if (readable && entered == expected) {
@@ -121,6 +127,7 @@ struct LlArrivals {
 
 // Whole block: waits for `flags` of every unmasked peer. With shrink, an expired wait
 // masks that peer. wait_stats[q] (if given) accumulates the ns waited for peer q.
+template <bool kRdma>
 __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
                                                     std::uint64_t (protocol::LlHeader::*flags)[kMaxNvlRanks],
                                                     std::uint64_t epoch, protocol::Phase phase,
@@ -146,7 +153,7 @@ __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
     } else if (result == device::WaitResult::kTimeout && masks) {
       atomicExch(&ctx.state->ll_masked[q], 1);
     } else {
-      if (result == device::WaitResult::kTimeout) ll_record_timeout(ctx, phase, q, expected, flag, start);
+      if (result == device::WaitResult::kTimeout) ll_record_timeout<kRdma>(ctx, phase, q, expected, flag, start);
       failed = true;
     }
   }
@@ -155,13 +162,14 @@ __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
 }
 
 // Whole block, after ll_wait_peers: every arrived peer published the same shape as ours.
+template <bool kRdma>
 __device__ __forceinline__ bool ll_peers_share_shape(const LlContext& ctx, unsigned arrived, protocol::Phase phase) {
   __shared__ bool agree;
   if (threadIdx.x == 0) agree = true;
   __syncthreads();
   const int q = threadIdx.x;
   if (q < ctx.num_ranks && (arrived & (1u << q))) {
-    const protocol::LlPublished& theirs = ll_source_published(ctx, q);
+    const protocol::LlPublished& theirs = ll_source_published<kRdma>(ctx, q);
     const std::int32_t a[] = {ctx.shape.hidden, ctx.shape.num_topk, ctx.shape.num_experts, ctx.shape.max_tokens,
                               ctx.shape.format};
     const std::int32_t b[] = {theirs.hidden, theirs.num_topk, theirs.num_experts, theirs.max_tokens, theirs.format};
@@ -213,13 +221,14 @@ __device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64
   }
   if (threadIdx.x == 0) {
     __threadfence();
-    ll_signal_peers(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
+    ll_signal_peers<kRdma>(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
   }
 }
 
 // Called by every block at its end: the last block to finish tells every peer that this
 // rank is done reading its half, waits until every unmasked peer is done reading ours,
 // and completes the op: epoch + 1.
+template <bool kRdma>
 __device__ __forceinline__ void ll_done_barrier(const LlContext& ctx, std::uint64_t epoch, bool failed,
                                                 protocol::Phase phase) {
   __shared__ bool is_last;
@@ -232,9 +241,9 @@ __device__ __forceinline__ void ll_done_barrier(const LlContext& ctx, std::uint6
   if (!is_last) return;
   if (threadIdx.x == 0) {
     ctx.state->ll_ticket[ctx.parity] = 0;
-    ll_signal_peers(ctx, &protocol::LlHeader::done, epoch, failed);
+    ll_signal_peers<kRdma>(ctx, &protocol::LlHeader::done, epoch, failed);
   }
-  ll_wait_peers(ctx, &protocol::LlHeader::done, epoch, phase);
+  ll_wait_peers<kRdma>(ctx, &protocol::LlHeader::done, epoch, phase);
   // Always move on, failed or not: a later op (a graph replay, which no host check stops)
   // must never accept this op's flags or plan; the failure itself is in the error record
   // and in the flags' failed bit.
