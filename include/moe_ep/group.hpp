@@ -28,6 +28,8 @@ class Group {
   // In-process groups: after this rank enqueued a collective kernel, waits at most `bound`
   // until every peer has enqueued as many (see runtime/peer_launch_gate.hpp). Others: no-op.
   virtual void await_peer_launches(std::chrono::microseconds bound) { (void)bound; }
+  // Forgets this rank's launches (a collective reset, while no rank is in a call).
+  virtual void reset_peer_launches() {}
 };
 
 // N ranks in this process, rank i on devices[i] (repeat a device to share it). Drive each

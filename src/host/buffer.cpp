@@ -49,7 +49,8 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
   const std::string op = "Buffer";
   if (group->num_ranks_per_node() < num_ranks || options.use_gin_transport) {
     // Ranks on several nodes: the RDMA engine first (it says whether this machine has one).
-    host::make_internode_transport(*group, std::max<std::int64_t>(num_rdma_bytes, 1 << 20), group->num_ranks_per_node());
+    const std::int64_t window = (std::max<std::int64_t>(num_rdma_bytes, 1 << 20) + 15) / 16 * 16;
+    host::make_internode_transport(*group, window, group->num_ranks_per_node());
     host::fail(op, "the transport is up, but the internode kernels over GIN are not in this build yet (the "
                    "emulated-RDMA low-latency path runs on one node: BufferOptions::emulated_ranks_per_node)");
   }
@@ -178,6 +179,7 @@ void Buffer::reset() {
   MOE_EP_CUDA_CHECK(cudaMemsetAsync(impl_->state.get(), 0, sizeof(protocol::DeviceState), comm));
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(comm));
   std::memset(impl_->host(), 0, sizeof(protocol::HostMappedState));
+  impl_->group->reset_peer_launches();  // skipped or stalled calls no longer count
   impl_->clear_low_latency_state();
   impl_->failure.clear();
   impl_->skipping_dispatch = false;
@@ -233,11 +235,15 @@ bool Buffer::Impl::consume_skip() {
   return true;
 }
 
-void Buffer::Impl::pass_launch_gate() {
+void Buffer::Impl::pass_launch_gate() noexcept {
   // Peers' host threads arrive within microseconds; the bound only limits the cost of a
   // rank that stopped calling (it is then not waited for until it calls again).
   constexpr std::chrono::milliseconds kLaunchGateBound{20};
-  group->await_peer_launches(kLaunchGateBound);
+  try {
+    group->await_peer_launches(kLaunchGateBound);
+  } catch (...) {
+    // A gate that cannot be passed only loses its scheduling guarantee; the call stands.
+  }
 }
 
 cudaStream_t Buffer::Impl::begin(const StreamOptions& s) {

@@ -39,6 +39,7 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   check_tensor(op, handle.rank_prefix_matrix, {"handle.rank_prefix_matrix", {DType::kInt32}, {R, R}});
   const int num_sms = impl_->checked_num_sms(op, a.config);
   if (impl_->consume_skip()) return Event();
+  const Impl::LaunchGatePass gate{*impl_};
 
   cudaStream_t comm = impl_->begin(a.stream);
   const kernels::CollectiveContext ctx = impl_->context(protocol::Op::kCombine);
@@ -78,7 +79,6 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
 
   kernels::launch_publish(publish, comm);
   kernels::launch_reduce(reduce, num_sms, comm);
-  impl_->pass_launch_gate();
   return impl_->end(a.stream);
 }
 

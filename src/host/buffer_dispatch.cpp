@@ -1,5 +1,6 @@
 // Buffer::dispatch_notify / dispatch_receive: argument checks, the counting kernel (and
 // its host sync unless num_worst_tokens), then the copy kernel.
+#include <optional>
 #include <string>
 
 #include "host/buffer_impl.hpp"
@@ -155,8 +156,13 @@ DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle&
   DispatchCounts counts;
   if (impl_->consume_skip()) {
     impl_->skipping_dispatch = true;
+    if (!host_sync) impl_->pass_launch_gate();  // as the notify launch below would
     return counts;
   }
+  // Without a host wait the caller's next launches (this dispatch's own send among them)
+  // queue behind the spinning notify kernel: peers launch theirs first.
+  std::optional<Impl::LaunchGatePass> gate;
+  if (!host_sync) gate.emplace(*impl_);
   if (!cached) {
     handle.is_token_in_rank = args.is_token_in_rank;
     handle.num_tokens = s.num_tokens;
@@ -229,6 +235,7 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
   }
   const int num_sms = impl_->checked_num_sms(op, args.config);
 
+  const Impl::LaunchGatePass gate{*impl_};
   const kernels::CollectiveContext ctx =
       impl_->context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
   cudaStream_t comm = impl_->comm_stream.get();
@@ -251,7 +258,6 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
     p.num_local_experts = s.num_experts / impl_->num_ranks;
     p.expert_begin = impl_->rank * p.num_local_experts;
     kernels::launch_receive(p, num_sms, comm);
-    impl_->pass_launch_gate();
     return impl_->end(args.stream);
   }
   // Publish this rank's outputs; peers push their tokens into them.
@@ -287,7 +293,6 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
   p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
   kernels::launch_publish(sink, comm);
   kernels::launch_send(p, num_sms, comm);
-  impl_->pass_launch_gate();
   return impl_->end(args.stream);
 }
 

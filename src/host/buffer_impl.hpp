@@ -70,7 +70,13 @@ struct Buffer::Impl {
   bool consume_skip();
   // After enqueueing a kernel that waits for peers, before the caller can queue work behind
   // it: in-process peers enqueue theirs first (runtime/peer_launch_gate.hpp).
-  void pass_launch_gate();
+  void pass_launch_gate() noexcept;
+  // Passes the gate when it goes out of scope: created once a call is committed, so a call
+  // that throws later still passes (every rank's count stays equal).
+  struct LaunchGatePass {
+    Impl& impl;
+    ~LaunchGatePass() { impl.pass_launch_gate(); }
+  };
 
   // Makes the comm stream wait for the caller's work; returns the comm stream.
   cudaStream_t begin(const StreamOptions& s);

@@ -32,10 +32,14 @@ cudaStream_t launch_stream(Buffer::Impl& m, const StreamOptions& s) {
 }
 
 // Fault injection: a skipped call launches nothing; its hook (if asked for) only passes
-// the launch gate, as a receive launch would.
+// the launch gate, as a receive launch would (not after a reset, like a real hook).
 LowLatencyCall skipped_call(Buffer::Impl& m, bool use_hook) {
   LowLatencyCall call;
-  if (use_hook) call.hook = LowLatencyHook([&m] { m.pass_launch_gate(); });
+  if (use_hook) {
+    call.hook = LowLatencyHook([&m, generation = m.generation] {
+      if (m.generation == generation) m.pass_launch_gate();
+    });
+  }
   return call;
 }
 
@@ -44,7 +48,6 @@ LowLatencyCall skipped_call(Buffer::Impl& m, bool use_hook) {
 LowLatencyCall finish_call(Buffer::Impl& m, int parity, bool use_hook, const StreamOptions& s, cudaStream_t stream,
                            std::function<void()> receive, const std::string& op) {
   m.ll_next_parity = parity ^ 1;  // the send kernel is launched: this half is taken
-  m.pass_launch_gate();
   LowLatencyCall call;
   if (use_hook) {
     m.ll_awaiting_hook[parity] = true;
@@ -52,10 +55,10 @@ LowLatencyCall finish_call(Buffer::Impl& m, int parity, bool use_hook, const Str
     call.hook = LowLatencyHook([&m, parity, generation, receive = std::move(receive), op] {
       host::require(m.generation == generation, op + " hook", "the buffer was reset after the call; its hook is void");
       m.ensure_usable(op + " hook");
+      const Buffer::Impl::LaunchGatePass gate{m};  // committed: passes even if the launch throws
       runtime::DeviceGuard guard(m.device);
       m.ll_awaiting_hook[parity] = false;
       receive();
-      m.pass_launch_gate();
     });
   }
   if (s.async_finish) call.event = Event::record(stream);
@@ -83,6 +86,7 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   handle.buffer_generation = m.generation;
   if (m.consume_skip()) return skipped_call(m, a.return_recv_hook);
   const int parity = m.next_ll_parity(op);
+  const Impl::LaunchGatePass gate{m};  // committed: passes after the launch, or if anything throws
 
   // FP8 is cast once into the half; BF16 is read in place by peers of this process (RDMA
   // peers get pushes from the half).
@@ -164,6 +168,7 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   host::require(!a.zero_copy || a.x.data == half_rows, op,
                 "zero_copy: x is not the view returned by next_low_latency_combine_buffer() for this call");
   const int parity = m.next_ll_parity(op);
+  const Impl::LaunchGatePass gate{m};  // committed: passes after the launch, or if anything throws
 
   kernels::LlContext ctx = m.ll_context(protocol::Op::kLowLatencyCombine, parity, layout, mirrors);
   ctx.shape = published_shape(s, a.use_logfmt ? protocol::LlFormat::kLogFmt : protocol::LlFormat::kBf16);

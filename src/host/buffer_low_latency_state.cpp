@@ -49,6 +49,7 @@ void Buffer::clean_low_latency_buffer() {
   m.ensure_low_latency("clean_low_latency_buffer");
   runtime::DeviceGuard guard(m.device);
   m.group->barrier();  // every rank's LL calls have ended (callers synchronized their streams)
+  m.group->reset_peer_launches();
   m.clear_low_latency_state();
   m.group->barrier();  // nobody signals before every rank has cleared
 }

@@ -76,6 +76,7 @@ class InProcessGroup final : public Group {
   void await_peer_launches(std::chrono::microseconds bound) override {
     shared_->launches.launched_and_wait(rank_, bound);
   }
+  void reset_peer_launches() override { shared_->launches.reset(rank_); }
 
  private:
   std::shared_ptr<SharedRendezvous> shared_;

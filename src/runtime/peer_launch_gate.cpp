@@ -1,17 +1,12 @@
 #include "runtime/peer_launch_gate.hpp"
 
-#include <algorithm>
-
 namespace moe_ep::runtime {
 
 void PeerLaunchGate::launched_and_wait(int rank, std::chrono::microseconds bound) {
   std::unique_lock<std::mutex> lock(mutex_);
-  if (absent_[rank]) {
-    // Back after missed calls: rejoin at the others' count, so nobody waits for calls it
-    // will never make.
-    absent_[rank] = false;
-    launched_[rank] = std::max(launched_[rank], *std::max_element(launched_.begin(), launched_.end()) - 1);
-  }
+  // Every call passes once (exceptions included), so a rank marked absent because it was
+  // slow keeps its count: it is still making the same calls.
+  absent_[rank] = false;
   const std::uint64_t mine = ++launched_[rank];
   cv_.notify_all();
   const auto caught_up = [&] {
@@ -24,6 +19,12 @@ void PeerLaunchGate::launched_and_wait(int rank, std::chrono::microseconds bound
   for (std::size_t q = 0; q < launched_.size(); ++q) {
     if (launched_[q] < mine) absent_[q] = true;
   }
+}
+
+void PeerLaunchGate::reset(int rank) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  launched_[rank] = 0;
+  absent_[rank] = false;
 }
 
 }  // namespace moe_ep::runtime

@@ -18,8 +18,11 @@ class PeerLaunchGate {
 
   // Rank `rank` has enqueued one more collective kernel. Returns once every present peer
   // has enqueued as many, or after `bound`; peers still behind then are marked absent (a
-  // rank that stopped calling is not waited for again until it calls).
+  // rank that stopped calling is not waited for again until it calls). Callers pass once
+  // per collective launch, on every path (a skipped or failed call too).
   void launched_and_wait(int rank, std::chrono::microseconds bound);
+  // Back to no launches (Buffer::reset, between barriers that every rank passes).
+  void reset(int rank);
 
  private:
   std::mutex mutex_;

@@ -2,6 +2,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -92,20 +93,45 @@ GinTransportHost::GinTransportHost(Group& group, std::int64_t window_bytes, int 
   }
 
   const std::size_t bytes = static_cast<std::size_t>(kSignalBytes + window_bytes);
-  try {
+  // Each step that can fail on one rank alone is followed by an agreement (the group's
+  // allgather is bounded), so no rank enters a collective NCCL call its peers never reach;
+  // on any failure every rank aborts without collective teardown.
+  const auto step = [&](const char* what, const std::function<void()>& body) {
+    std::string failure;
+    try {
+      body();
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+    std::int32_t ok = failure.empty() ? 1 : 0;
+    std::vector<std::int32_t> oks(group.size());
+    try {
+      group.allgather(&ok, sizeof ok, oks.data());
+    } catch (...) {
+      release(/*abort=*/true);
+      throw;
+    }
+    for (int r = 0; r < group.size(); ++r) {
+      if (oks[r] != 0) continue;
+      release(/*abort=*/true);
+      throw std::runtime_error(!failure.empty() ? failure
+                                                : kWho + "rank " + std::to_string(r) + " failed in " + what +
+                                                      " (see that rank's error)");
+    }
+  };
+  step("ncclCommInitRank", [&] {
     check_nccl(ncclCommInitRank(&comm_, group.size(), all[0].id, group.rank()), "ncclCommInitRank", comm_);
     check_nccl(ncclMemAlloc(&window_base_, bytes), "ncclMemAlloc", comm_);
     MOE_EP_CUDA_CHECK(cudaMemset(window_base_, 0, bytes));
     // Kernels on non-blocking streams do not wait for the legacy stream: wait for the zeros.
     MOE_EP_CUDA_CHECK(cudaStreamSynchronize(cudaStreamLegacy));
+    set_values_ = runtime::DeviceAllocation(sizeof(std::uint64_t) * group.size() * num_signals);
+  });
+  step("ncclCommWindowRegister", [&] {
     check_nccl(ncclCommWindowRegister(comm_, window_base_, bytes, &windows_.window, NCCL_WIN_COLL_SYMMETRIC),
                "ncclCommWindowRegister", comm_);
-    create_dev_comm(num_signals);
-    set_values_ = runtime::DeviceAllocation(sizeof(std::uint64_t) * group.size() * num_signals);
-  } catch (...) {
-    release(/*abort=*/true);
-    throw;
-  }
+  });
+  step("ncclDevCommCreate", [&] { create_dev_comm(num_signals); });
   windows_.set_values = static_cast<std::uint64_t*>(set_values_.get());
   windows_.window_bytes = static_cast<std::int64_t>(bytes);
   windows_.topology.rank = group.rank();
@@ -114,8 +140,8 @@ GinTransportHost::GinTransportHost(Group& group, std::int64_t window_bytes, int 
   windows_.num_signals = num_signals;
 }
 
-// GIN failures (no NIC, no GIN plugin, GIN disabled) are the ones NCCL's warning names
-// GIN; other failures of the same call (e.g. no symmetric memory) stay plain errors.
+// Asked for GIN, NCCL refuses the device communicator when this machine has no GIN: no
+// NIC or plugin, GIN disabled, or (seen on NIC-less H100/H200) no symmetric memory.
 void GinTransportHost::create_dev_comm(int num_signals) {
 #if defined(NCCL_DEV_COMM_REQUIREMENTS_INITIALIZER)
   ncclDevCommRequirements reqs = NCCL_DEV_COMM_REQUIREMENTS_INITIALIZER;  // versioned from NCCL 2.29
@@ -147,15 +173,15 @@ void GinTransportHost::release(bool abort) noexcept {
   const bool switched = cudaGetDevice(&previous) == cudaSuccess && previous != device_ &&
                         cudaSetDevice(device_) == cudaSuccess;
   set_values_ = runtime::DeviceAllocation();
-  if (dev_comm_created_) ncclDevCommDestroy(comm_, &windows_.dev_comm);
-  if (windows_.window != nullptr) ncclCommWindowDeregister(comm_, windows_.window);
-  if (window_base_ != nullptr) ncclMemFree(window_base_);
-  if (comm_ != nullptr) {
-    if (abort) {
-      ncclCommAbort(comm_);
-    } else {
-      ncclCommDestroy(comm_);
-    }
+  if (abort) {
+    // No collective teardown: peers may never reach it. The abort frees the registrations.
+    if (comm_ != nullptr) ncclCommAbort(comm_);
+    if (window_base_ != nullptr) ncclMemFree(window_base_);
+  } else {
+    if (dev_comm_created_) ncclDevCommDestroy(comm_, &windows_.dev_comm);
+    if (windows_.window != nullptr) ncclCommWindowDeregister(comm_, windows_.window);
+    if (window_base_ != nullptr) ncclMemFree(window_base_);
+    if (comm_ != nullptr) ncclCommDestroy(comm_);
   }
   dev_comm_created_ = false;
   windows_.window = nullptr;
