@@ -110,9 +110,7 @@ std::uint8_t* Buffer::Impl::ll_local_half(int parity) const {
 
 protocol::LlMirrorLayout Buffer::Impl::ll_mirrors(const protocol::LlHalfLayout& layout, std::int64_t max_tokens,
                                                   std::int64_t hidden, std::int64_t num_experts) const {
-  protocol::LlMirrorLayout m = protocol::carve_ll_mirrors(layout, max_tokens, hidden, num_experts, num_ranks, ll_mirrored());
-  if (m.count == 0) m.offset = layout.total_bytes;  // end() is then the own part's end
-  return m;
+  return protocol::carve_ll_mirrors(layout, max_tokens, hidden, num_experts, num_ranks, ll_mirrored());
 }
 
 void Buffer::Impl::check_ll_fits(const std::string& op, const protocol::LlMirrorLayout& mirrors, bool staged) const {

@@ -4,19 +4,16 @@
 
 #include "moe_ep/errors.hpp"
 #include "transport/gin_availability.hpp"
+#include "transport/transport_layout.hpp"
 #if defined(MOE_EP_WITH_GIN)
 #include "transport/gin/gin_transport_host.hpp"
 #endif
 
 namespace moe_ep::host {
 
-namespace {
-constexpr int kInternodeSignals = 1024;  // transport::kMaxSignals: flags of both LL halves and HT phases
-}  // namespace
-
 std::shared_ptr<void> make_internode_transport(Group& group, std::int64_t window_bytes, int ranks_per_node) {
 #if defined(MOE_EP_WITH_GIN)
-  return std::make_shared<transport::GinTransportHost>(group, window_bytes, ranks_per_node, kInternodeSignals);
+  return std::make_shared<transport::GinTransportHost>(group, window_bytes, ranks_per_node, transport::kMaxSignals);
 #else
   (void)group, (void)window_bytes, (void)ranks_per_node;
   throw InvalidArgument(

@@ -99,10 +99,10 @@ struct LlMirrorLayout {
 constexpr LlMirrorLayout carve_ll_mirrors(const LlHalfLayout& own, std::int64_t max_tokens, std::int64_t hidden,
                                           std::int64_t num_experts, std::int64_t num_ranks, bool mirrored) {
   LlMirrorLayout m;
+  m.offset = own.total_bytes;  // end() is the half's end, slots or not
   if (!mirrored || num_ranks <= 1) return m;
   const std::int64_t dispatch_rows = max_tokens * 2 * hidden;
   const std::int64_t combine_rows = (num_experts / num_ranks) * max_tokens * 2 * hidden;
-  m.offset = own.total_bytes;
   m.stride = align_up(own.rows_offset + (dispatch_rows > combine_rows ? dispatch_rows : combine_rows), 128);
   m.count = num_ranks - 1;
   return m;

@@ -3,7 +3,7 @@
 // signal slot, which is what an RDMA put-with-signal gives:
 //   - PeerMemoryTransport: the NVLink domain (and in-process ranks on one GPU).
 //   - EmulatedRdmaTransport: the same memory, used strictly through the RDMA discipline
-//     (sources must lie in the sender's own window, nothing is ever loaded from a peer),
+//     (sources must lie in the sender's own window; the interface has no loads from peers),
 //     so kernels written against it keep working over GIN. Pretend nodes come from the
 //     topology; one GPU can then run the multi-node algorithms.
 // Interface every transport implements (a kernel is templated on it):
@@ -67,12 +67,6 @@ struct MemoryTransport {
   }
   __device__ __forceinline__ void flush() const { fence(); }
 
-  // Peer memory only: a direct pointer into a peer's window (NVLink loads). RDMA-style
-  // code must not call it, so the emulated transport does not compile such a kernel.
-  __device__ __forceinline__ std::uint8_t* peer_pointer(int peer, std::int64_t offset) const {
-    static_assert(!kRdmaDiscipline, "an RDMA transport has no load access to peers");
-    return bases[peer] + offset;
-  }
 };
 
 // From windows that live in kernel parameter memory (a __grid_constant__ parameter).

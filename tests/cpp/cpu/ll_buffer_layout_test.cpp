@@ -174,6 +174,7 @@ TEST(LlBufferLayout, MirrorSlotsFollowTheOwnPartAndFit) {
             EXPECT_GE(m.stride, own.rows_offset + (e / ranks) * t * 2 * h);    // combine rows
             EXPECT_LE(m.end(), half);
             EXPECT_EQ(carve_ll_mirrors(own, t, h, e, ranks, false).count, 0);
+            EXPECT_EQ(carve_ll_mirrors(own, t, h, e, ranks, false).end(), own.total_bytes);
           }
         }
       }
