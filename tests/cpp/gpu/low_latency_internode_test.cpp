@@ -8,6 +8,8 @@
 #include <string>
 
 #include "moe_ep/buffer.hpp"
+#include "moe_ep/errors.hpp"
+#include "runtime/cuda_check.hpp"
 #include "support/low_latency_scenario.hpp"
 
 namespace moe_ep::test {
@@ -91,6 +93,53 @@ INSTANTIATE_TEST_SUITE_P(Topologies, LowLatencyInternode,
                          ::testing::Values(Topology{8, 4, true}, Topology{8, 2, true}, Topology{2, 1, true},
                                            Topology{4, 4, false}),
                          name_of);
+
+// Pretend nodes must split the group evenly: refused before any collective.
+TEST(LowLatencyInternodeErrors, RanksPerNodeMustDivideTheGroup) {
+  auto groups = make_in_process_group({0, 0, 0, 0});
+  BufferOptions options = ll_options(kTimeoutMs);
+  options.emulated_ranks_per_node = 3;
+  run_on_ranks(4, [&](int r) {
+    MOE_EP_CUDA_CHECK(cudaSetDevice(0));
+    try {
+      Buffer buffer(groups[r], 0, 1 << 20, options);
+      ADD_FAILURE() << "rank " << r << ": a Buffer with 3 ranks per node in a group of 4";
+    } catch (const InvalidArgument& e) {
+      EXPECT_NE(std::string(e.what()).find("emulated_ranks_per_node=3 must divide the group size 4"), std::string::npos)
+          << e.what();
+    }
+  });
+}
+
+// A mirror slot keeps max_tokens rows per (expert, source): rank 0's tokens, each naming
+// rank 1's expert in both top-k slots (2 x 16 rows for 16 slots), fail the dispatch on the
+// receiver with the error that says why, instead of overflowing into the next expert.
+TEST(LowLatencyInternodeErrors, DuplicateExpertsOverflowingAMirrorSlotFailClearly) {
+  LlShape shape;
+  shape.num_ranks = 2;
+  shape.hidden = 2048;
+  shape.num_experts = 4;
+  shape.num_topk = 2;
+  shape.max_tokens = 16;
+  shape.mode = ScaleMode::kFp8;
+  BufferOptions options = ll_options(kTimeoutMs);
+  options.emulated_ranks_per_node = 1;
+  auto cluster = make_ll_cluster(2, Buffer::low_latency_size_hint(16, 2048, 2, 4, 1), options);
+  LlSet set(shape);
+  set.set_random_inputs({16, 0}, 500);
+  auto inputs = set.inputs();
+  for (std::int64_t& e : inputs[0].topk_idx) e = 2;  // rank 1's first expert, in both slots
+  set.set_inputs(inputs);
+  try {
+    run_ll_round_on_all_ranks(*cluster, set);
+    ADD_FAILURE() << "the overflowing dispatch succeeded";
+  } catch (const std::exception& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("rank 0 (reached by RDMA) sends 32 rows to one local expert, but its mirror slot holds 16"),
+              std::string::npos)
+        << what;
+  }
+}
 
 }  // namespace
 }  // namespace moe_ep::test
