@@ -120,6 +120,15 @@ class Buffer {
   static std::int64_t intranode_size_hint(std::int64_t max_tokens_per_rank, int num_ranks,
                                           std::int64_t hidden_bytes = 0);
 
+  // Internode (ranks on several nodes, or emulated_ranks_per_node): bytes of num_rdma_bytes
+  // for dispatches of up to max_tokens_per_rank tokens of `hidden` bf16 (FP8 rows are
+  // smaller) with up to num_topk experts, and combines of the same size.
+  static std::int64_t internode_size_hint(std::int64_t max_tokens_per_rank, std::int64_t hidden, int num_ranks,
+                                          int ranks_per_node, int num_topk = kMaxTopk);
+  // Ranks per node (emulated or real); fewer than num_ranks() means internode calls.
+  int num_ranks_per_node() const;
+  bool is_internode() const;
+
   struct Impl;  // opaque; defined in src/host
 
  private:

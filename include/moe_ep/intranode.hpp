@@ -35,6 +35,14 @@ struct DispatchHandle {
   TensorView send_pos;            // [num_tokens, num_ranks] int32: row of the token among what
                                   // this rank sends to that rank, -1 if not sent
   TensorView recv_src_idx;        // [num_recv_rows] int32: source token of each received row
+  // Internode only (ranks on several nodes), caller-allocated like the above:
+  TensorView rdma_send_pos;       // [num_tokens, num_nodes] int32: slot of the token among what
+                                  // this rank sends to that node, -1 if not sent
+  TensorView forwarded_prefix;    // [num_nodes] int32: inclusive prefix over source nodes of the
+                                  // tokens this rank relays to its node's ranks
+  TensorView forward_rows;        // [num_forward_rows, ranks_per_node] int32: each relayed token's
+                                  // row at each rank of this node, -1 if not there
+  std::int64_t num_forward_rows = 0;  // rows of forward_rows
   std::int64_t num_tokens = 0;
   std::int64_t num_recv_rows = 0; // rows of the receive tensors (num_worst_tokens if set)
   std::uint64_t buffer_id = 0;    // the Buffer that made it
@@ -49,6 +57,7 @@ struct DispatchArgs {
   TensorView num_tokens_per_rank;    // [num_ranks] int32 (from the layout); not with a handle
   TensorView num_tokens_per_expert;  // [num_experts] int32; not with a handle
   TensorView is_token_in_rank;       // [num_tokens, num_ranks] bool; not with a handle
+  TensorView num_tokens_per_rdma_rank;  // internode, optional: [num_nodes] int32 (checked)
   int expert_alignment = 1;
   int num_worst_tokens = 0;          // > 0: fixed-size outputs, no host sync
   Config config;
@@ -60,6 +69,7 @@ struct DispatchCounts {
   std::int64_t num_recv_tokens = -1;  // -1 with num_worst_tokens (known on the device only)
   std::vector<int> num_recv_tokens_per_expert;  // aligned; empty with num_worst_tokens
   std::int64_t num_recv_rows = 0;     // rows to allocate for the receive tensors
+  std::int64_t num_forward_rows = 0;  // internode: rows to allocate for handle.forward_rows
 };
 
 struct DispatchOutputs {

@@ -30,14 +30,14 @@ struct ConstructionRecord {
   std::int64_t num_rdma_bytes;
   int device;
   int low_latency_mode;
-  int ll_ranks_per_node;
+  int ranks_per_node;
   int ll_all_rdma;
 };
 
 std::string describe(const ConstructionRecord& r) {
   return "num_nvl_bytes=" + std::to_string(r.num_nvl_bytes) + " num_rdma_bytes=" + std::to_string(r.num_rdma_bytes) +
          " low_latency_mode=" + std::to_string(r.low_latency_mode) +
-         " ranks_per_node=" + std::to_string(r.ll_ranks_per_node) +
+         " ranks_per_node=" + std::to_string(r.ranks_per_node) +
          " allow_nvlink_for_low_latency=" + std::to_string(1 - r.ll_all_rdma);
 }
 
@@ -64,18 +64,18 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
                     (options.emulated_ranks_per_node == 0 || num_ranks % options.emulated_ranks_per_node == 0),
                 op, "emulated_ranks_per_node=" + std::to_string(options.emulated_ranks_per_node) +
                         " must divide the group size " + std::to_string(num_ranks));
-  ll_ranks_per_node = options.emulated_ranks_per_node > 0 ? options.emulated_ranks_per_node : num_ranks;
+  ranks_per_node = options.emulated_ranks_per_node > 0 ? options.emulated_ranks_per_node : num_ranks;
   ll_all_rdma = !options.allow_nvlink_for_low_latency && num_ranks > 1;
 
   // Every rank must agree on the buffer's shape (TEST_CASES B7): compare collectively.
-  ConstructionRecord mine{num_nvl_bytes, num_rdma_bytes, device, options.low_latency_mode ? 1 : 0, ll_ranks_per_node,
+  ConstructionRecord mine{num_nvl_bytes, num_rdma_bytes, device, options.low_latency_mode ? 1 : 0, ranks_per_node,
                           ll_all_rdma ? 1 : 0};
   std::vector<ConstructionRecord> all(num_ranks);
   group->allgather(&mine, sizeof(mine), all.data());
   std::ostringstream disagreement;
   for (int r = 0; r < num_ranks; ++r) {
     if (all[r].num_nvl_bytes != all[0].num_nvl_bytes || all[r].num_rdma_bytes != all[0].num_rdma_bytes ||
-        all[r].low_latency_mode != all[0].low_latency_mode || all[r].ll_ranks_per_node != all[0].ll_ranks_per_node ||
+        all[r].low_latency_mode != all[0].low_latency_mode || all[r].ranks_per_node != all[0].ranks_per_node ||
         all[r].ll_all_rdma != all[0].ll_all_rdma) {
       disagreement << " rank " << r << ": " << describe(all[r]) << ";";
     }
@@ -100,7 +100,21 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
   state = runtime::DeviceAllocation(sizeof(protocol::DeviceState));
   host_state = runtime::HostMappedAllocation(sizeof(protocol::HostMappedState));
   layout_workspace = runtime::DeviceAllocation(kernels::layout_workspace_bytes_max());
-  if (num_rdma_bytes > 0) {
+  if (internode()) {
+    // High throughput across (emulated) nodes: the transport window is num_rdma_bytes.
+    const protocol::InternodeSlots slots{num_ranks, num_nodes()};
+    host::require(slots.total() <= transport::kMaxSignals, op,
+                  std::to_string(num_ranks) + " ranks need " + std::to_string(slots.total()) +
+                      " transport signal slots; the window has " + std::to_string(transport::kMaxSignals));
+    const auto window = protocol::carve_internode_window(num_rdma_bytes, num_ranks, num_nodes());
+    host::require(window.half_bytes > 0, op,
+                  "num_rdma_bytes=" + std::to_string(num_rdma_bytes) + " is too small for internode dispatch across " +
+                      std::to_string(num_nodes()) + " nodes; size it with Buffer::internode_size_hint");
+    rdma = std::make_unique<runtime::PeerMapping>(*group, static_cast<std::size_t>(window.total_bytes));
+    kernels::preload_internode_notify_kernel();
+    kernels::preload_internode_dispatch_kernels();
+    kernels::preload_internode_combine_kernels();
+  } else if (num_rdma_bytes > 0) {
     ll_half_bytes = num_rdma_bytes / 2 / 128 * 128;
     ll = std::make_unique<runtime::PeerMapping>(*group, static_cast<std::size_t>(2 * ll_half_bytes));
     kernels::preload_low_latency_kernels();
@@ -125,9 +139,11 @@ Buffer::Buffer(std::shared_ptr<Group> group, std::int64_t num_nvl_bytes, std::in
     cudaGetLastError();
     throw CudaError("Buffer: no CUDA device is present; moe_ep needs an NVIDIA GPU (sm_90 or sm_80)");
   }
-  host::require(num_rdma_bytes == 0 || options.low_latency_mode, "Buffer",
+  const bool emulated_nodes = options.emulated_ranks_per_node > 0 && options.emulated_ranks_per_node < group->size();
+  host::require(num_rdma_bytes == 0 || options.low_latency_mode || emulated_nodes, "Buffer",
                 "num_rdma_bytes=" + std::to_string(num_rdma_bytes) +
-                    " without low_latency_mode: the internode (RDMA) transport is not available in this build yet");
+                    " on one node without low_latency_mode: high-throughput calls within a node use only "
+                    "num_nvl_bytes (pass num_rdma_bytes=0)");
   host::require(num_rdma_bytes >= 0, "Buffer", "num_rdma_bytes must be >= 0, got " + std::to_string(num_rdma_bytes));
   impl_ = std::make_unique<Impl>(std::move(group), num_nvl_bytes, num_rdma_bytes, options);
 }
@@ -146,6 +162,21 @@ cudaStream_t Buffer::comm_stream() const { return impl_->comm_stream.get(); }
 std::int64_t Buffer::num_nvl_bytes() const { return static_cast<std::int64_t>(impl_->nvl->bytes()); }
 void* Buffer::local_nvl_buffer() const { return impl_->nvl->local(); }
 std::int64_t Buffer::max_dispatch_tokens() const { return impl_->layout.max_tokens; }
+int Buffer::num_ranks_per_node() const { return impl_->ranks_per_node; }
+bool Buffer::is_internode() const { return impl_->internode(); }
+
+std::int64_t Buffer::internode_size_hint(std::int64_t max_tokens_per_rank, std::int64_t hidden, int num_ranks,
+                                         int ranks_per_node, int num_topk) {
+  const std::string op = "internode_size_hint";
+  host::require(ranks_per_node > 0 && num_ranks % ranks_per_node == 0, op,
+                "ranks_per_node=" + std::to_string(ranks_per_node) + " must divide num_ranks=" + std::to_string(num_ranks));
+  host::require(max_tokens_per_rank >= 0 && max_tokens_per_rank <= protocol::kMaxTokensPerRank && hidden > 0 &&
+                    num_topk >= 0 && num_topk <= kMaxTopk,
+                op, "max_tokens_per_rank=" + std::to_string(max_tokens_per_rank) + " hidden=" + std::to_string(hidden) +
+                        " num_topk=" + std::to_string(num_topk) + " out of range");
+  return protocol::internode_window_bytes(max_tokens_per_rank, hidden, num_ranks, num_ranks / ranks_per_node, num_topk);
+}
+
 int Buffer::max_num_sms() const { return impl_->num_device_sms / impl_->ranks_on_device; }
 
 std::int64_t Buffer::intranode_size_hint(std::int64_t max_tokens_per_rank, int num_ranks, std::int64_t hidden_bytes) {
@@ -177,6 +208,7 @@ void Buffer::reset() {
     MOE_EP_CUDA_CHECK(cudaMemsetAsync(impl_->nvl->local(), 0, sizeof(protocol::NvlHeader), comm));
   }
   MOE_EP_CUDA_CHECK(cudaMemsetAsync(impl_->state.get(), 0, sizeof(protocol::DeviceState), comm));
+  if (impl_->rdma) MOE_EP_CUDA_CHECK(cudaMemsetAsync(impl_->rdma->local(), 0, impl_->rdma->bytes(), comm));
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(comm));
   std::memset(impl_->host(), 0, sizeof(protocol::HostMappedState));
   impl_->group->reset_peer_launches();  // skipped or stalled calls no longer count
@@ -264,6 +296,31 @@ Event Buffer::Impl::end(const StreamOptions& s) {
 
 host::StagingArea Buffer::Impl::staging(const std::string& op) const {
   return host::StagingArea(static_cast<std::uint8_t*>(nvl->local()) + layout.staging_offset, layout.staging_bytes, op);
+}
+
+kernels::CollectiveContext Buffer::Impl::node_context(protocol::Op op) const {
+  kernels::CollectiveContext ctx = context(op);
+  const int first = rank / ranks_per_node * ranks_per_node;
+  for (int j = 0; j < kMaxNvlRanks; ++j) ctx.peer_bases[j] = j < ranks_per_node ? nvl->bases()[first + j] : nullptr;
+  ctx.rank = rank - first;
+  ctx.num_ranks = ranks_per_node;
+  ctx.first_rank = first;
+  return ctx;
+}
+
+kernels::InternodeContext Buffer::Impl::internode_context(protocol::Op op) const {
+  kernels::InternodeContext ctx{};
+  for (int r = 0; r < num_ranks; ++r) ctx.windows.bases[r] = rdma->bases()[r];
+  ctx.windows.window_bytes = static_cast<std::int64_t>(rdma->bytes());
+  ctx.windows.topology = transport::TransportTopology{rank, num_ranks, ranks_per_node};
+  ctx.windows.gpu_scope = ranks_on_device == num_ranks;
+  ctx.window = protocol::carve_internode_window(ctx.windows.window_bytes, num_ranks, num_nodes());
+  ctx.slots = protocol::InternodeSlots{num_ranks, num_nodes()};
+  ctx.node = node_context(op);
+  ctx.timeout_ns = options.timeout_ns;
+  ctx.state = device_state();
+  ctx.error = &host_on_device()->error;
+  return ctx;
 }
 
 kernels::CollectiveContext Buffer::Impl::context(protocol::Op op) const {

@@ -3,6 +3,7 @@
 #include <string>
 
 #include "host/buffer_impl.hpp"
+#include "host/internode_calls.hpp"
 #include "host/validation.hpp"
 #include "runtime/cuda_check.hpp"
 
@@ -37,12 +38,15 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   check_tensor(op, handle.is_token_in_rank, {"handle.is_token_in_rank", {DType::kBool}, {num_tokens, R}});
   check_tensor(op, handle.send_pos, {"handle.send_pos", {DType::kInt32}, {num_tokens, R}});
   check_tensor(op, handle.rank_prefix_matrix, {"handle.rank_prefix_matrix", {DType::kInt32}, {R, R}});
+  if (impl_->internode()) host::check_internode_handle(op, *impl_, handle);
   const int num_sms = impl_->checked_num_sms(op, a.config);
   if (impl_->consume_skip()) return Event();
   const Impl::LaunchGatePass gate{*impl_};
 
   cudaStream_t comm = impl_->begin(a.stream);
-  const kernels::CollectiveContext ctx = impl_->context(protocol::Op::kCombine);
+  // Across nodes, the expert outputs are read only within the node (by the forwarders).
+  const kernels::CollectiveContext ctx =
+      impl_->internode() ? impl_->node_context(protocol::Op::kCombine) : impl_->context(protocol::Op::kCombine);
   kernels::PublishParams publish{};
   publish.ctx = ctx;
   publish.flags = protocol::FlagSet::kReady;
@@ -62,6 +66,11 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
     publish.source.topk_weights = static_cast<const float*>(staging.stage_span(a.topk_weights, comm));
   }
 
+  if (impl_->internode()) {
+    kernels::launch_publish(publish, comm);
+    host::launch_internode_combine(*impl_, a, handle, static_cast<int>(hidden), num_topk, num_sms, comm);
+    return impl_->end(a.stream);
+  }
   kernels::ReduceParams reduce{};
   reduce.ctx = ctx;
   reduce.num_tokens = static_cast<int>(num_tokens);

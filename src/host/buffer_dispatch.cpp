@@ -4,6 +4,8 @@
 #include <string>
 
 #include "host/buffer_impl.hpp"
+#include "host/dispatch_checks.hpp"
+#include "host/internode_calls.hpp"
 #include "host/staging.hpp"
 #include "host/validation.hpp"
 #include "runtime/cuda_check.hpp"
@@ -11,81 +13,15 @@
 namespace moe_ep {
 namespace {
 
-using host::check_optional_tensor;
+using host::check_dispatch_args;
 using host::check_tensor;
-using host::kAnySize;
+using host::DispatchShape;
 using host::require;
 
 protocol::SourceDescriptor describe_source_in_place(const Buffer::Impl& b, const DispatchArgs& a);
-
-struct DispatchShape {
-  std::int64_t num_tokens = 0;
-  std::int64_t hidden = 0;
-  std::int64_t row_bytes = 0;
-  int num_scales = 0;
-  int num_topk = 0;
-  int num_experts = 0;
-  bool fp8 = false;
-};
-
-DispatchShape check_dispatch_args(const std::string& op, const Buffer::Impl& b, const DispatchArgs& a,
-                                  const DispatchHandle& handle, bool cached) {
-  DispatchShape s;
-  check_tensor(op, a.x, {"x", {DType::kBFloat16, DType::kFloat8E4M3}, {kAnySize, kAnySize}});
-  s.num_tokens = a.x.size(0);
-  s.hidden = a.x.size(1);
-  s.fp8 = a.x.dtype == DType::kFloat8E4M3;
-  s.row_bytes = s.hidden * static_cast<std::int64_t>(dtype_bytes(a.x.dtype));
-  require(s.row_bytes > 0 && s.row_bytes % 16 == 0, op,
-          "x row of " + std::to_string(s.hidden) + " elements is " + std::to_string(s.row_bytes) +
-              " bytes; rows must be a non-zero multiple of 16 bytes");
-  require(s.num_tokens <= b.layout.max_tokens, op,
-          "x has " + std::to_string(s.num_tokens) + " tokens but the buffer was sized for " +
-              std::to_string(b.layout.max_tokens) + " (num_nvl_bytes=" + std::to_string(b.nvl->bytes()) +
-              "; see Buffer::intranode_size_hint)");
-  if (s.fp8) {
-    require(s.hidden % 128 == 0, op, "fp8 x needs hidden % 128 == 0, got hidden=" + std::to_string(s.hidden));
-    require(a.x_scales.defined(), op, "fp8 x needs x_scales [num_tokens, hidden/128] float32");
-    const bool per_token = a.x_scales.ndim == 1;
-    s.num_scales = per_token ? 1 : static_cast<int>(s.hidden / 128);
-    if (per_token) {
-      check_tensor(op, a.x_scales, {"x_scales", {DType::kFloat32}, {s.num_tokens}, false});
-    } else {
-      check_tensor(op, a.x_scales, {"x_scales", {DType::kFloat32}, {s.num_tokens, s.num_scales}, false});
-    }
-  } else {
-    require(!a.x_scales.defined(), op, "x_scales given but x is bfloat16 (scales go with float8_e4m3fn x)");
-  }
-  require(a.num_worst_tokens >= 0, op, "num_worst_tokens must be >= 0, got " + std::to_string(a.num_worst_tokens));
-  require(a.expert_alignment >= 1, op, "expert_alignment must be >= 1, got " + std::to_string(a.expert_alignment));
-  if (cached) {
-    b.check_handle(op, handle);
-    require(handle.num_tokens == s.num_tokens, op,
-            "x has " + std::to_string(s.num_tokens) + " tokens but the handle was made for " +
-                std::to_string(handle.num_tokens));
-    require(!a.topk_idx.defined() && !a.topk_weights.defined(), op, "a cached dispatch takes no topk_idx/topk_weights");
-    return s;
-  }
-  const int R = b.num_ranks;
-  check_tensor(op, a.is_token_in_rank, {"is_token_in_rank", {DType::kBool}, {s.num_tokens, R}});
-  check_tensor(op, a.num_tokens_per_rank, {"num_tokens_per_rank", {DType::kInt32}, {R}});
-  check_tensor(op, a.num_tokens_per_expert, {"num_tokens_per_expert", {DType::kInt32}, {kAnySize}});
-  s.num_experts = static_cast<int>(a.num_tokens_per_expert.size(0));
-  require(s.num_experts > 0 && s.num_experts <= kMaxExperts && s.num_experts % R == 0, op,
-          "num_tokens_per_expert has " + std::to_string(s.num_experts) + " experts; need a multiple of num_ranks=" +
-              std::to_string(R) + " in [1, " + std::to_string(kMaxExperts) + "]");
-  check_optional_tensor(op, a.topk_idx, {"topk_idx", {DType::kInt64}, {s.num_tokens, kAnySize}});
-  if (a.topk_idx.defined()) {
-    s.num_topk = static_cast<int>(a.topk_idx.size(1));
-    require(s.num_topk >= 1 && s.num_topk <= kMaxTopk, op,
-            "top-k of " + std::to_string(s.num_topk) + " outside [1, " + std::to_string(kMaxTopk) + "]");
-  }
-  require(!a.topk_weights.defined() || a.topk_idx.defined(), op, "topk_weights given without topk_idx");
-  check_optional_tensor(op, a.topk_weights, {"topk_weights", {DType::kFloat32}, {s.num_tokens, s.num_topk}});
-  check_tensor(op, handle.rank_prefix_matrix, {"handle.rank_prefix_matrix", {DType::kInt32}, {R, R}});
-  check_tensor(op, handle.send_pos, {"handle.send_pos", {DType::kInt32}, {s.num_tokens, R}});
-  return s;
-}
+void launch_intranode_notify(const Buffer::Impl& b, const DispatchArgs& args, const DispatchShape& s,
+                             DispatchHandle& handle, bool cached, bool host_sync, const std::string& op,
+                             cudaStream_t comm);
 
 // What peers read of this rank's dispatch: the caller's tensors in place when peers share
 // the address space, else copies staged in this rank's NVL buffer.
@@ -170,10 +106,47 @@ DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle&
     handle.buffer_generation = impl_->generation;
   }
 
-  kernels::NotifyParams p{};
-  p.ctx = impl_->context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
   cudaStream_t comm = impl_->begin(args.stream);
-  p.source = describe_source(*impl_, args, s, op, comm);
+  impl_->host()->counts_ready = 0;  // the previous waiting notify has finished: the host saw its flag
+  if (impl_->internode()) {
+    host::launch_internode_notify(*impl_, args, s, handle, cached, host_sync, comm);
+  } else {
+    launch_intranode_notify(*impl_, args, s, handle, cached, host_sync, op, comm);
+  }
+
+  if (cached) {
+    counts.num_recv_rows = handle.num_recv_rows;
+    counts.num_forward_rows = handle.num_forward_rows;
+    return counts;
+  }
+  if (!host_sync) {
+    counts.num_recv_rows = args.num_worst_tokens;
+    handle.num_recv_rows = args.num_worst_tokens;
+    if (impl_->internode()) counts.num_forward_rows = static_cast<std::int64_t>(args.num_worst_tokens) * impl_->ranks_per_node;
+    handle.num_forward_rows = counts.num_forward_rows;
+    return counts;
+  }
+  impl_->wait_for_counts();
+  const auto* host = impl_->host();
+  counts.num_recv_tokens = host->num_recv_tokens;
+  counts.num_recv_rows = host->num_recv_tokens;
+  const int num_local_experts = s.num_experts / impl_->num_ranks;
+  counts.num_recv_tokens_per_expert.assign(host->num_recv_tokens_per_expert,
+                                           host->num_recv_tokens_per_expert + num_local_experts);
+  handle.num_recv_rows = counts.num_recv_rows;
+  if (impl_->internode()) counts.num_forward_rows = host->num_forward_rows;
+  handle.num_forward_rows = counts.num_forward_rows;
+  return counts;
+}
+
+namespace {
+
+void launch_intranode_notify(const Buffer::Impl& b, const DispatchArgs& args, const DispatchShape& s,
+                             DispatchHandle& handle, bool cached, bool host_sync, const std::string& op,
+                             cudaStream_t comm) {
+  kernels::NotifyParams p{};
+  p.ctx = b.context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
+  p.source = describe_source(b, args, s, op, comm);
   p.cached = cached;
   p.num_tokens = static_cast<int>(s.num_tokens);
   p.num_experts = s.num_experts;
@@ -187,30 +160,12 @@ DispatchCounts Buffer::dispatch_notify(const DispatchArgs& args, DispatchHandle&
     p.send_pos = handle.send_pos.ptr<int>();
     p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<int>();
   }
-  p.host_state = impl_->host_on_device();
+  p.host_state = b.host_on_device();
   p.host_waits = host_sync;
-  impl_->host()->counts_ready = 0;  // the previous waiting notify has finished: the host saw its flag
   kernels::launch_notify(p, comm);
-
-  if (cached) {
-    counts.num_recv_rows = handle.num_recv_rows;
-    return counts;
-  }
-  if (!host_sync) {
-    counts.num_recv_rows = args.num_worst_tokens;
-    handle.num_recv_rows = args.num_worst_tokens;
-    return counts;
-  }
-  impl_->wait_for_counts();
-  const auto* host = impl_->host();
-  counts.num_recv_tokens = host->num_recv_tokens;
-  counts.num_recv_rows = host->num_recv_tokens;
-  const int num_local_experts = s.num_experts / impl_->num_ranks;
-  counts.num_recv_tokens_per_expert.assign(host->num_recv_tokens_per_expert,
-                                           host->num_recv_tokens_per_expert + num_local_experts);
-  handle.num_recv_rows = counts.num_recv_rows;
-  return counts;
 }
+
+}  // namespace
 
 Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& handle, const DispatchOutputs& out,
                                bool cached) {
@@ -235,10 +190,16 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
   }
   const int num_sms = impl_->checked_num_sms(op, args.config);
 
+  if (impl_->internode() && !cached) host::check_internode_handle(op, *impl_, handle);
+
   const Impl::LaunchGatePass gate{*impl_};
+  cudaStream_t comm = impl_->comm_stream.get();
+  if (impl_->internode()) {
+    host::launch_internode_dispatch(*impl_, args, s, handle, out, cached, num_sms, comm);
+    return impl_->end(args.stream);
+  }
   const kernels::CollectiveContext ctx =
       impl_->context(cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch);
-  cudaStream_t comm = impl_->comm_stream.get();
   if (!impl_->group->shares_address_space()) {
     // Process group: pull every received row from its source's staging.
     kernels::ReceiveParams p{};

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "host/staging.hpp"
+#include "kernels/internode/internode_params.hpp"
 #include "kernels/intranode/intranode_params.hpp"
 #include "kernels/low_latency/ll_params.hpp"
 #include "moe_ep/buffer.hpp"
@@ -44,9 +45,16 @@ struct Buffer::Impl {
   bool ll_awaiting_hook[2] = {false, false};
   // Peers reached by RDMA (other nodes, real or emulated, or all with all_rdma) push into
   // mirror slots of each half.
-  int ll_ranks_per_node = 1;
+  int ranks_per_node = 1;  // nodes, real or emulated, of consecutive ranks
   bool ll_all_rdma = false;
-  bool ll_mirrored() const { return ll_all_rdma || ll_ranks_per_node < num_ranks; }
+  bool ll_mirrored() const { return ll_all_rdma || ranks_per_node < num_ranks; }
+  // High throughput across nodes: the transport window of num_rdma_bytes, and the
+  // node-local NVLink context (this node's ranks of the NVL buffers).
+  std::unique_ptr<runtime::PeerMapping> rdma;
+  bool internode() const { return !options.low_latency_mode && ranks_per_node < num_ranks; }
+  int num_nodes() const { return num_ranks / ranks_per_node; }
+  kernels::CollectiveContext node_context(protocol::Op op) const;
+  kernels::InternodeContext internode_context(protocol::Op op) const;
 
   std::string failure;  // non-empty: refuse calls until reset
   FaultInjection fault;

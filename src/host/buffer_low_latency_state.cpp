@@ -126,7 +126,7 @@ kernels::LlContext Buffer::Impl::ll_context(protocol::Op op, int parity, const p
                                             const protocol::LlMirrorLayout& mirrors) const {
   kernels::LlContext ctx{};
   ctx.mirrors = mirrors;
-  ctx.ranks_per_node = ll_ranks_per_node;
+  ctx.ranks_per_node = ranks_per_node;
   ctx.all_rdma = ll_all_rdma;
   for (int r = 0; r < num_ranks; ++r) ctx.peer_bases[r] = ll->bases()[r];
   ctx.half_bytes = ll_half_bytes;

@@ -18,6 +18,9 @@ const char* phase_name(Phase phase) {
     case Phase::kLowLatencyCombineRecv: return "low_latency_combine.recv";
     case Phase::kTransportSignal: return "transport.signal";
     case Phase::kTransportBarrier: return "transport.barrier";
+    case Phase::kInternodeDispatchForward: return "dispatch.forward (internode)";
+    case Phase::kInternodeCombineForward: return "combine.forward (internode)";
+    case Phase::kInternodeCombineReduce: return "combine.reduce (internode)";
   }
   return "unknown";
 }

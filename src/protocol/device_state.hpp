@@ -22,6 +22,11 @@ struct DeviceState {
   std::uint32_t ll_send_ticket[2];  // blocks of the running send phase that finished
   std::uint32_t ll_ticket[2];       // blocks of the running receive phase that finished (done barrier)
   std::int32_t ll_masked[kMaxNvlRanks];  // nonzero: that peer is masked (enable_shrink)
+  // Internode high throughput: calls begun (dispatch, combine), which each signal slot
+  // counts; and the last-block ticket of the kernel that signals after all its puts.
+  std::uint64_t internode_calls[2];
+  std::uint32_t internode_ticket;
+  std::uint32_t reserved2;
 };
 static_assert(std::is_trivially_copyable_v<DeviceState>);
 
@@ -30,6 +35,8 @@ struct HostMappedState {
   ErrorRecord error;
   std::int32_t num_recv_tokens;
   std::int32_t counts_ready;    // set by notify after the counts, when the host waits for them
+  std::int32_t num_forward_rows;  // internode: tokens this rank relays to its node
+  std::int32_t reserved;
   std::int32_t num_recv_tokens_per_expert[kMaxExperts];  // local experts, aligned
 };
 static_assert(std::is_trivially_copyable_v<HostMappedState>);

@@ -49,6 +49,9 @@ enum class Phase : std::int32_t {
   kLowLatencyCombineRecv = 10,
   kTransportSignal = 11,
   kTransportBarrier = 12,
+  kInternodeDispatchForward = 13,  // waiting for a node's RDMA rows, relaying them over NVLink
+  kInternodeCombineForward = 14,   // waiting for a home rank's slots to be free
+  kInternodeCombineReduce = 15,    // waiting for a node's partial sums
 };
 
 struct ErrorRecord {

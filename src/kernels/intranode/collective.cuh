@@ -63,7 +63,8 @@ __device__ __forceinline__ bool publish_and_wait_ready(const CollectiveContext& 
   if (static_cast<int>(threadIdx.x) < ctx.num_ranks) {
     const int peer = threadIdx.x;
     const auto result = device::wait_tag(&flag_array(peer_header(ctx, ctx.rank), set)[peer], protocol::make_tag(epoch, ctx.op),
-                                         ctx.timeout_ns, ctx.error, ctx.rank, phase, peer);
+                                         ctx.timeout_ns, ctx.error, ctx.first_rank + ctx.rank, phase,
+                                         ctx.first_rank + peer);
     if (result != device::WaitResult::kOk) failed = true;
   }
   __syncthreads();
@@ -86,7 +87,8 @@ __device__ __forceinline__ bool peers_agree_on_shapes(const CollectiveContext& c
 #pragma unroll
     for (int f = 0; f < 4; ++f) {
       if (a[f] != b[f]) {
-        device::record_error(ctx.error, protocol::ErrorCode::kShapeMismatch, ctx.rank, phase, threadIdx.x, a[f], b[f], 0,
+        device::record_error(ctx.error, protocol::ErrorCode::kShapeMismatch, ctx.first_rank + ctx.rank, phase,
+                             ctx.first_rank + static_cast<int>(threadIdx.x), a[f], b[f], 0,
                              f + 1);
         agree = false;
       }
@@ -123,7 +125,8 @@ __device__ __forceinline__ void finish_with_done_barrier(const CollectiveContext
   if (static_cast<int>(threadIdx.x) < ctx.num_ranks) {
     const int peer = threadIdx.x;
     const auto result = device::wait_tag(&peer_header(ctx, ctx.rank)->done[peer], protocol::make_tag(epoch, ctx.op),
-                                         ctx.timeout_ns, ctx.error, ctx.rank, phase, peer);
+                                         ctx.timeout_ns, ctx.error, ctx.first_rank + ctx.rank, phase,
+                                         ctx.first_rank + peer);
     if (result != device::WaitResult::kOk) failed = true;
   }
   __syncthreads();

@@ -2,8 +2,7 @@
 // this rank's expert outputs (ready barrier), then every home
 // token pulls its rows from each rank it was sent to and sums them in fp32 with the
 // biases (one warp per token, fixed rank order so results are bitwise repeatable).
-#include <cuda_bf16.h>
-
+#include "device/bf16_vector.cuh"
 #include "kernels/intranode/collective.cuh"
 #include "runtime/cuda_check.hpp"
 
@@ -26,24 +25,6 @@ __global__ void __launch_bounds__(kPublishThreads) publish_kernel(const __grid_c
   }
   if (!publish_and_wait_ready(p.ctx, epoch, false, p.phase, p.flags)) return;
   if (p.flags == protocol::FlagSet::kReady) peers_agree_on_shapes(p.ctx, p.phase);
-}
-
-__device__ __forceinline__ void accumulate_bf16x8(float (&acc)[8], const int4& v) {
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&v);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const float2 f = __bfloat1622float2(h[i]);
-    acc[2 * i] += f.x;
-    acc[2 * i + 1] += f.y;
-  }
-}
-
-__device__ __forceinline__ int4 pack_bf16x8(const float (&acc)[8]) {
-  int4 out;
-  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&out);
-#pragma unroll
-  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-  return out;
 }
 
 __global__ void __launch_bounds__(kReduceThreads) reduce_kernel(const __grid_constant__ ReduceParams p) {
@@ -91,11 +72,11 @@ __global__ void __launch_bounds__(kReduceThreads) reduce_kernel(const __grid_con
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
       for (int r = 0; r < kMaxNvlRanks; ++r) {
-        if (mask & (1u << r)) accumulate_bf16x8(acc, loaded[r]);
+        if (mask & (1u << r)) device::accumulate_bf16x8(acc, loaded[r]);
       }
-      if (bias0 != nullptr) accumulate_bf16x8(acc, __ldg(bias0 + v));
-      if (bias1 != nullptr) accumulate_bf16x8(acc, __ldg(bias1 + v));
-      out[v] = pack_bf16x8(acc);
+      if (bias0 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias0 + v));
+      if (bias1 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias1 + v));
+      out[v] = device::pack_bf16x8(acc);
     }
     if (p.combined_topk_weights != nullptr && lane < p.num_topk) {
       float sum = 0.0f;

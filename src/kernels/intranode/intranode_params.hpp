@@ -19,8 +19,9 @@ namespace moe_ep::kernels {
 struct CollectiveContext {
   std::array<std::uint8_t*, kMaxNvlRanks> peer_bases;
   protocol::NvlBufferLayout layout;
-  int rank;
+  int rank;        // within peer_bases (the node's ranks, for the internode kernels)
   int num_ranks;
+  int first_rank;  // group rank of peer_bases[0]: errors name group ranks
   protocol::Op op;
   std::uint64_t timeout_ns;
   std::uint64_t delay_ns;           // fault injection: sleep before signalling

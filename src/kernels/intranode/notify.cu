@@ -2,6 +2,7 @@
 // each destination, in token order) from is_token_in_rank, check them against the
 // caller's counts, validate expert ids, publish, meet every peer at the ready barrier,
 // then compute the rank prefix matrix and the received counts for the host.
+#include "device/expert_ids.cuh"
 #include "kernels/intranode/collective.cuh"
 #include "runtime/cuda_check.hpp"
 
@@ -75,23 +76,6 @@ __device__ bool build_send_lists(const NotifyParams& p) {
   return ok;
 }
 
-__device__ bool validate_expert_ids(const NotifyParams& p) {
-  __shared__ bool ok;
-  if (threadIdx.x == 0) ok = true;
-  __syncthreads();
-  const std::int64_t n = static_cast<std::int64_t>(p.num_tokens) * p.num_topk;
-  for (std::int64_t i = threadIdx.x; i < n; i += blockDim.x) {
-    const std::int64_t e = p.source.topk_idx[i];
-    if (e < -1 || e >= p.num_experts) {
-      device::record_error(p.ctx.error, protocol::ErrorCode::kBadExpertId, p.ctx.rank,
-                           protocol::Phase::kDispatchNotify, -1, i / p.num_topk, i % p.num_topk, e, p.num_experts);
-      ok = false;
-    }
-  }
-  __syncthreads();
-  return ok;
-}
-
 // After the ready barrier: the prefix matrix over sources and this rank's received
 // counts (total and per local expert, aligned) into host-mapped memory.
 __device__ void compute_received_counts(const NotifyParams& p) {
@@ -130,7 +114,9 @@ __global__ void __launch_bounds__(kThreads) notify_kernel(const __grid_constant_
     for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) {
       expert_counts(ctx, ctx.rank)[e] = p.num_tokens_per_expert[e];
     }
-    if (p.source.topk_idx != nullptr) ok = validate_expert_ids(p);
+    if (p.source.topk_idx != nullptr) {
+      ok = device::validate_expert_ids(p.source.topk_idx, p.num_tokens, p.num_topk, p.num_experts, ctx.error, ctx.rank);
+    }
     ok = build_send_lists(p) && ok;
   }
   if (threadIdx.x == 0) peer_header(ctx, ctx.rank)->source = p.source;

@@ -29,10 +29,11 @@ struct RankData {
   DeviceArray<std::uint8_t> x;
   DeviceArray<float> x_scales;
   // layout
-  DeviceArray<int> num_tokens_per_rank, num_tokens_per_expert;
+  DeviceArray<int> num_tokens_per_rank, num_tokens_per_rdma_rank, num_tokens_per_expert;
   DeviceArray<std::uint8_t> is_token_in_rank;
   // handle + outputs
   DeviceArray<int> rank_prefix_matrix, send_pos, recv_src_idx;
+  DeviceArray<int> rdma_send_pos, forwarded_prefix, forward_rows;  // internode
   DeviceArray<std::uint8_t> recv_x;
   DeviceArray<float> recv_x_scales, recv_topk_weights;
   DeviceArray<std::int64_t> recv_topk_idx;
@@ -103,6 +104,7 @@ DispatchArgs dispatch_args(const IntranodeScenario& s, RankData& d, cudaStream_t
     a.num_tokens_per_rank = d.num_tokens_per_rank.view(DType::kInt32, {s.num_ranks});
     a.num_tokens_per_expert = d.num_tokens_per_expert.view(DType::kInt32, {s.num_experts});
     a.is_token_in_rank = d.is_token_in_rank.view(DType::kBool, {n, s.num_ranks});
+    if (s.internode()) a.num_tokens_per_rdma_rank = d.num_tokens_per_rdma_rank.view(DType::kInt32, {s.num_nodes()});
     a.expert_alignment = s.expert_alignment;
     a.num_worst_tokens = s.num_worst_tokens;
   }
@@ -121,6 +123,12 @@ void allocate_dispatch_outputs(const IntranodeScenario& s, RankData& d, std::int
   if (!cached) {
     d.rank_prefix_matrix = DeviceArray<int>(static_cast<std::size_t>(s.num_ranks) * s.num_ranks);
     d.send_pos = DeviceArray<int>(static_cast<std::size_t>(n) * s.num_ranks);
+    if (s.internode()) {
+      d.rdma_send_pos = DeviceArray<int>(static_cast<std::size_t>(n) * s.num_nodes());
+      d.forwarded_prefix = DeviceArray<int>(s.num_nodes());
+      // A relayed token reaches at least one rank of the node: at most every received row.
+      d.forward_rows = DeviceArray<int>(static_cast<std::size_t>(capacity_rows) * s.per_node() * s.per_node());
+    }
     d.recv_src_idx = DeviceArray<int>(static_cast<std::size_t>(capacity_rows));
     d.recv_topk_idx = DeviceArray<std::int64_t>(static_cast<std::size_t>(capacity_rows) * s.num_topk);
     d.recv_topk_weights = DeviceArray<float>(static_cast<std::size_t>(capacity_rows) * s.num_topk);
@@ -141,8 +149,19 @@ void run_dispatch(const IntranodeScenario& s, Buffer& buffer, RankData& d, cudaS
   if (!cached) {
     d.handle.rank_prefix_matrix = d.rank_prefix_matrix.view(DType::kInt32, {s.num_ranks, s.num_ranks});
     d.handle.send_pos = d.send_pos.view(DType::kInt32, {n, s.num_ranks});
+    if (s.internode()) {
+      d.handle.rdma_send_pos = d.rdma_send_pos.view(DType::kInt32, {n, s.num_nodes()});
+      d.handle.forwarded_prefix = d.forwarded_prefix.view(DType::kInt32, {s.num_nodes()});
+    }
   }
   d.counts = buffer.dispatch_notify(a, d.handle, cached);
+  if (s.internode() && !cached) {
+    const std::int64_t relayed = d.counts.num_forward_rows;
+    if (relayed * s.per_node() > static_cast<std::int64_t>(d.forward_rows.size())) {
+      throw std::runtime_error("test: relayed rows " + std::to_string(relayed) + " exceed the preallocated capacity");
+    }
+    d.handle.forward_rows = d.forward_rows.view(DType::kInt32, {relayed, s.per_node()});
+  }
   const std::int64_t rows = d.counts.num_recv_rows;
   if (rows * shape_of(s).row_bytes > static_cast<std::int64_t>(d.recv_x.size())) {
     throw std::runtime_error("test: receive rows " + std::to_string(rows) + " exceed the preallocated capacity");
@@ -168,6 +187,7 @@ void allocate_layout(const IntranodeScenario& s, RankData& d) {
   d.topk_idx = DeviceArray<std::int64_t>(d.host.topk_idx);
   d.topk_weights = DeviceArray<float>(d.host.topk_weights);
   d.num_tokens_per_rank = DeviceArray<int>(s.num_ranks);
+  if (s.internode()) d.num_tokens_per_rdma_rank = DeviceArray<int>(s.num_nodes());
   d.num_tokens_per_expert = DeviceArray<int>(s.num_experts);
   d.is_token_in_rank = DeviceArray<std::uint8_t>(static_cast<std::size_t>(n) * s.num_ranks);
 }
@@ -178,6 +198,7 @@ void run_layout(const IntranodeScenario& s, Buffer& buffer, RankData& d, cudaStr
   a.topk_idx = d.topk_idx.view(DType::kInt64, {n, s.num_topk});
   a.num_experts = s.num_experts;
   a.num_tokens_per_rank = d.num_tokens_per_rank.view(DType::kInt32, {s.num_ranks});
+  if (s.internode()) a.num_tokens_per_rdma_rank = d.num_tokens_per_rdma_rank.view(DType::kInt32, {s.num_nodes()});
   a.num_tokens_per_expert = d.num_tokens_per_expert.view(DType::kInt32, {s.num_experts});
   a.is_token_in_rank = d.is_token_in_rank.view(DType::kBool, {n, s.num_ranks});
   a.stream.compute_stream = stream;
@@ -218,6 +239,10 @@ void check_dispatch(const IntranodeScenario& s, int rank, RankData& d, const ref
   const std::size_t nrecv = want.num_recv_tokens;
   if (!cached) {
     check.equal("num_tokens_per_rank", d.num_tokens_per_rank.download(), layout.num_tokens_per_rank, s.num_ranks);
+    if (s.internode()) {
+      check.equal("num_tokens_per_rdma_rank", d.num_tokens_per_rdma_rank.download(), layout.num_tokens_per_rdma_rank,
+                  s.num_nodes());
+    }
     check.equal("num_tokens_per_expert", d.num_tokens_per_expert.download(), layout.num_tokens_per_expert,
                 s.num_experts);
     check.equal("is_token_in_rank", d.is_token_in_rank.download(), layout.is_token_in_rank,
@@ -323,11 +348,15 @@ void run_combine(const IntranodeScenario& s, Buffer& buffer, RankData& d, cudaSt
   buffer.check_error();
 }
 
-void check_combine(const IntranodeScenario& s, RankData& d, const ref::RankCombineOutput& want, Checker& check) {
+// Across nodes each forwarder rounds its node's partial sum to bf16 once: the tolerance
+// grows by that rounding, at most |partial| / 256 <= (sum of |rows|) / 256 per element.
+void check_combine(const IntranodeScenario& s, RankData& d, const ref::RankCombineOutput& want,
+                   const ref::RankCombineOutput& sum_abs, Checker& check) {
   const auto got = d.combined_x.download();
   for (std::size_t i = 0; i < want.combined_x.size(); ++i) {
     const double w = want.combined_x[i];
-    check.close("combined_x", ref::bf16_to_float(got[i]), w, std::fabs(w) / 256.0 + 1e-3, i);
+    const double partials = s.internode() ? sum_abs.combined_x[i] / 256.0 : 0.0;
+    check.close("combined_x", ref::bf16_to_float(got[i]), w, std::fabs(w) / 256.0 + partials + 1e-3, i);
   }
   if (!s.pass_topk) return;
   const auto weights = d.combined_weights.download();
@@ -341,7 +370,9 @@ void check_combine(const IntranodeScenario& s, RankData& d, const ref::RankCombi
 
 std::string IntranodeScenario::name() const {
   std::ostringstream out;
-  out << "ranks=" << num_ranks << " tokens=" << default_tokens << " hidden=" << hidden << " experts=" << num_experts
+  out << "ranks=" << num_ranks;
+  if (internode()) out << " (" << num_nodes() << " emulated nodes)";
+  out << " tokens=" << default_tokens << " hidden=" << hidden << " experts=" << num_experts
       << " topk=" << num_topk << (pass_topk ? "" : "(not passed)") << (fp8 ? " fp8" : " bf16")
       << (column_major_scales ? "(col-major scales)" : "") << " holes=" << hole_fraction
       << " align=" << expert_alignment << " worst=" << num_worst_tokens << " biases=" << num_biases
@@ -378,7 +409,7 @@ std::int64_t run_intranode_scenario(Cluster& cluster, const IntranodeScenario& s
   Checker check(s.name());
   for (int r = 0; r < R; ++r) {
     const auto layout = ref::get_dispatch_layout(data[r].host.topk_idx, data[r].host.num_tokens, s.num_topk,
-                                                 s.num_experts, R, R);
+                                                 s.num_experts, R, s.per_node());
     check_dispatch(s, r, data[r], want[r], layout, check, false);
   }
 
@@ -394,7 +425,13 @@ std::int64_t run_intranode_scenario(Cluster& cluster, const IntranodeScenario& s
     home_tokens.push_back(d.host.num_tokens);
   }
   const auto combined = ref::combine(s.hidden, s.pass_topk ? s.num_topk : 0, want, home_tokens, combine_inputs);
-  for (int r = 0; r < R; ++r) check_combine(s, data[r], combined[r], check);
+  for (auto& input : combine_inputs) {  // the sums of |row| bound the partial sums' rounding
+    for (auto& v : input.x) v &= 0x7fff;
+    input.bias0.clear();
+    input.bias1.clear();
+  }
+  const auto sum_abs = ref::combine(s.hidden, 0, want, home_tokens, combine_inputs);
+  for (int r = 0; r < R; ++r) check_combine(s, data[r], combined[r], sum_abs[r], check);
 
   if (s.cached_round) {
     // Fresh payloads, same routing: the handle's routing must be reused exactly.

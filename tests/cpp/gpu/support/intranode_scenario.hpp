@@ -1,4 +1,4 @@
-// One end-to-end intranode run on in-process ranks, checked element by element against
+// One end-to-end high-throughput run on in-process ranks (one node, or emulated nodes), checked element by element against
 // the CPU reference: layout -> dispatch -> expert-specific transform -> combine, then a
 // cached dispatch of fresh inputs with the same handle. Outputs are poisoned first.
 #pragma once
@@ -13,6 +13,7 @@ namespace moe_ep::test {
 
 struct IntranodeScenario {
   int num_ranks = 2;
+  int ranks_per_node = 0;       // < num_ranks: emulated nodes (the internode kernels); 0: one node
   std::vector<int> num_tokens;  // per rank; empty: default_tokens everywhere
   int default_tokens = 256;
   int hidden = 2048;
@@ -34,6 +35,9 @@ struct IntranodeScenario {
 
   std::string name() const;
   int tokens_of(int rank) const { return num_tokens.empty() ? default_tokens : num_tokens[rank]; }
+  int per_node() const { return ranks_per_node > 0 ? ranks_per_node : num_ranks; }
+  int num_nodes() const { return num_ranks / per_node(); }
+  bool internode() const { return per_node() < num_ranks; }
 };
 
 // Runs the scenario on `cluster` (which must have scenario.num_ranks ranks) and records

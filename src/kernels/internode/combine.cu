@@ -1,0 +1,154 @@
+// Internode combine, the reverse of dispatch's two stages.
+// forward: each forwarder, once every home rank it serves has freed its receive slots,
+// sums the rows its node's ranks return for each relayed token (fp32, local rank order)
+// into one bf16 partial (+ fp32 top-k weight sums), stages it and puts it to the token's
+// home rank: one RDMA row per (token, node). The last block signals every home.
+// reduce: the home rank sums each token's partials in node order, adds the biases, and
+// rounds once to bf16.
+#include "device/bf16_vector.cuh"
+#include "kernels/internode/internode_collective.cuh"
+#include "runtime/cuda_check.hpp"
+
+namespace moe_ep::kernels {
+namespace {
+
+constexpr int kThreads = 512;
+
+__global__ void __launch_bounds__(kThreads)
+    internode_combine_forward_kernel(const __grid_constant__ InternodeCombineForwardParams p) {
+  const InternodeContext& ctx = p.ctx;
+  if (ctx.state->abort != 0) return;
+  const InternodeTransport t = internode_transport(ctx);
+  const NodeView v = node_view(ctx);
+  const int P = v.per_node;
+  const std::uint64_t calls = ctx.state->internode_calls[1] + 1;  // reduce counts it at its end
+  const std::uint64_t epoch = current_op_epoch(ctx.node);
+  // This rank's receive slots are free (its previous combine has ended): tell every
+  // forwarder that serves it, then wait for the homes this rank serves.
+  if (blockIdx.x == 0 && static_cast<int>(threadIdx.x) < v.num_nodes) {
+    t.signal_add(threadIdx.x * P + v.local, ctx.slots.combine_ready_from(v.node), 1);
+  }
+  if (!wait_nodes(ctx, t, calls, protocol::Phase::kInternodeCombineForward,
+                  [&](int n) { return ctx.slots.combine_ready_from(n); }, [&](int n) { return n * P + v.local; })) {
+    return;
+  }
+  __shared__ protocol::SourceDescriptor sources[kMaxNvlRanks];
+  if (static_cast<int>(threadIdx.x) < P) {
+    sources[threadIdx.x] = rebase(peer_header(ctx.node, threadIdx.x)->source, ctx.node.peer_bases[threadIdx.x]);
+  }
+  __syncthreads();
+
+  const int num_relayed = p.forwarded_prefix[v.num_nodes - 1];
+  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int num_vectors = p.hidden / 8;
+  for (int i = blockIdx.x * warps + threadIdx.x / 32; i < num_relayed; i += gridDim.x * warps) {
+    int slot = 0;
+    const int n = relayed_source(p.forwarded_prefix, v.num_nodes, i, &slot);
+    std::int64_t row[kMaxNvlRanks];
+    unsigned mask = 0;
+#pragma unroll
+    for (int j = 0; j < kMaxNvlRanks; ++j) {
+      row[j] = j < P ? p.forward_rows[static_cast<std::int64_t>(i) * P + j] : -1;
+      if (row[j] >= 0 && row[j] < sources[j].num_tokens) mask |= 1u << j;
+    }
+    std::uint8_t* staged = t.own(p.carve.stage(n, slot));
+    for (int k = lane; k < num_vectors; k += 32) {
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+      for (int j = 0; j < kMaxNvlRanks; ++j) {
+        if (!(mask & (1u << j))) continue;
+        device::accumulate_bf16x8(acc, __ldg(reinterpret_cast<const int4*>(sources[j].x + row[j] * sources[j].x_row_stride) + k));
+      }
+      reinterpret_cast<int4*>(staged)[k] = device::pack_bf16x8(acc);
+    }
+    if (lane < p.num_topk) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int j = 0; j < kMaxNvlRanks; ++j) {
+        if (mask & (1u << j)) sum += sources[j].topk_weights[row[j] * p.num_topk + lane];
+      }
+      reinterpret_cast<float*>(staged + p.carve.weights_offset)[lane] = sum;
+    }
+    __syncwarp();
+    t.put_warp(n * P + v.local, p.carve.recv(v.node, slot), p.carve.stage(n, slot), p.carve.record_bytes, lane);
+  }
+  if (internode_last_block(ctx, t) && threadIdx.x == 0) {
+    for (int n = 0; n < v.num_nodes; ++n) t.signal_add(n * P + v.local, ctx.slots.combine_data_from(v.node), 1);
+  }
+  finish_with_done_barrier(ctx.node, epoch, protocol::Phase::kCombineReduce);
+}
+
+__global__ void __launch_bounds__(kThreads)
+    internode_combine_reduce_kernel(const __grid_constant__ InternodeCombineReduceParams p) {
+  const InternodeContext& ctx = p.ctx;
+  if (ctx.state->abort != 0) return;
+  const InternodeTransport t = internode_transport(ctx);
+  const NodeView v = node_view(ctx);
+  const int N = v.num_nodes;
+  const std::uint64_t calls = ctx.state->internode_calls[1] + 1;
+  if (!wait_nodes(ctx, t, calls, protocol::Phase::kInternodeCombineReduce,
+                  [&](int n) { return ctx.slots.combine_data_from(n); },
+                  [&](int n) { return n * v.per_node + v.local; })) {
+    return;
+  }
+  const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  const int num_vectors = p.hidden / 8;
+  for (int token = blockIdx.x * warps + threadIdx.x / 32; token < p.num_tokens; token += gridDim.x * warps) {
+    const std::uint8_t* partial[kMaxNvlRanks];
+    unsigned mask = 0;
+#pragma unroll
+    for (int m = 0; m < kMaxNvlRanks; ++m) {
+      partial[m] = nullptr;
+      if (m >= N) continue;
+      const int slot = p.rdma_send_pos[static_cast<std::int64_t>(token) * N + m];
+      if (slot >= 0) {
+        partial[m] = t.own(p.carve.recv(m, slot));
+        mask |= 1u << m;
+      }
+    }
+    int4* out = reinterpret_cast<int4*>(p.combined_x + static_cast<std::int64_t>(token) * p.hidden);
+    const int4* bias0 = p.bias0 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias0 + token * p.bias0_row_stride);
+    const int4* bias1 = p.bias1 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias1 + token * p.bias1_row_stride);
+    for (int k = lane; k < num_vectors; k += 32) {
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+      for (int m = 0; m < kMaxNvlRanks; ++m) {
+        if (mask & (1u << m)) device::accumulate_bf16x8(acc, reinterpret_cast<const int4*>(partial[m])[k]);
+      }
+      if (bias0 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias0 + k));
+      if (bias1 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias1 + k));
+      out[k] = device::pack_bf16x8(acc);
+    }
+    if (p.combined_topk_weights != nullptr && lane < p.num_topk) {
+      float sum = 0.0f;
+#pragma unroll
+      for (int m = 0; m < kMaxNvlRanks; ++m) {
+        if (mask & (1u << m)) sum += reinterpret_cast<const float*>(partial[m] + p.carve.weights_offset)[lane];
+      }
+      p.combined_topk_weights[static_cast<std::int64_t>(token) * p.num_topk + lane] = sum;
+    }
+  }
+  if (internode_last_block(ctx, t) && threadIdx.x == 0) ctx.state->internode_calls[1] = calls;
+}
+
+}  // namespace
+
+void launch_internode_combine_forward(const InternodeCombineForwardParams& params, int num_blocks,
+                                      cudaStream_t stream) {
+  internode_combine_forward_kernel<<<num_blocks, kThreads, 0, stream>>>(params);
+  MOE_EP_CHECK_LAUNCH();
+}
+
+void launch_internode_combine_reduce(const InternodeCombineReduceParams& params, int num_blocks,
+                                     cudaStream_t stream) {
+  internode_combine_reduce_kernel<<<num_blocks, kThreads, 0, stream>>>(params);
+  MOE_EP_CHECK_LAUNCH();
+}
+
+void preload_internode_combine_kernels() {
+  cudaFuncAttributes attributes;
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_combine_forward_kernel));
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_combine_reduce_kernel));
+}
+
+}  // namespace moe_ep::kernels
