@@ -36,6 +36,7 @@ struct RankState {
   std::vector<std::int64_t> host_topk;
   DeviceArray<std::int64_t> topk;
   DeviceArray<int> per_rank, per_expert, prefix, send_pos, src_idx;
+  DeviceArray<int> per_node, rdma_send_pos, forwarded_prefix, forward_rows;  // emulated nodes
   DeviceArray<std::uint8_t> in_rank, recv_x;
   DeviceArray<float> recv_scales, weights, recv_weights;
   DeviceArray<std::int64_t> recv_topk;
@@ -69,21 +70,23 @@ void check_results(const std::vector<RankState>& ranks, int row_bytes, int set) 
     }
     if (row != me.num_recv || prefix[(R - 1) * R + r] != row) throw std::runtime_error("bench check: row count");
     // Combine: each home token is the sum of its rows on every rank it went to (every
-    // token, every 97th channel).
+    // token, every 97th channel), within the rounding of per-node partial sums.
     const auto send_pos = me.send_pos.download();
     const auto got = me.combined.download();
     const auto in_rank = me.in_rank.download();
     const int n = static_cast<int>(in_rank.size() / R);
     for (int t = 0; t < n; ++t) {
       for (int c = 0; c < kHidden; c += 97) {
-        double want = 0;
+        double want = 0, sum_abs = 0;
         for (int q = 0; q < R; ++q) {
           if (!in_rank[static_cast<std::size_t>(t) * R + q]) continue;
           const std::int64_t rr = (r == 0 ? 0 : prefixes[q][(r - 1) * R + q]) + send_pos[static_cast<std::size_t>(t) * R + q];
-          want += reference::bf16_to_float(ranks[q].host_combine_x[rr * kHidden + c]);
+          const double v = reference::bf16_to_float(ranks[q].host_combine_x[rr * kHidden + c]);
+          want += v;
+          sum_abs += std::fabs(v);
         }
         const double g = reference::bf16_to_float(got[static_cast<std::size_t>(t) * kHidden + c]);
-        if (std::fabs(g - want) > std::fabs(want) / 128 + 1e-2) {
+        if (std::fabs(g - want) > sum_abs / 128 + 1e-2) {
           throw std::runtime_error("bench check: combined token " + std::to_string(t) + " rank " + std::to_string(r));
         }
       }
@@ -91,18 +94,37 @@ void check_results(const std::vector<RankState>& ranks, int row_bytes, int set) 
   });
 }
 
+// "...-NxP" -> P (checked against num_ranks = N x P); otherwise every rank on one node.
+int emulated_ranks_per_node(const std::string& problem, int num_ranks) {
+  const std::size_t dash = problem.rfind('-'), x = problem.rfind('x');
+  if (dash == std::string::npos || x == std::string::npos || x < dash) return num_ranks;
+  const int nodes = std::stoi(problem.substr(dash + 1, x - dash - 1));
+  const int per_node = std::stoi(problem.substr(x + 1));
+  if (nodes * per_node != num_ranks) throw std::invalid_argument("bench: " + problem + " needs " + std::to_string(nodes * per_node) + " ranks");
+  return per_node;
+}
+
 }  // namespace
 
 void run_intranode_bench(Report& report, double copy_bandwidth, const std::string& problem, int R, int num_tokens,
                          int iterations) {
-  const bool fp8 = problem == "ht-v3";
+  // "-2x4": the ranks split into emulated nodes of 4 (the internode kernels, RDMA between
+  // nodes emulated over the same memory).
+  const bool fp8 = problem.rfind("ht-v3-bf16", 0) != 0;
+  const int per_node = emulated_ranks_per_node(problem, R);
+  const int N = R / per_node;
   const int row_bytes = fp8 ? kHidden : kHidden * 2;
   const int num_scales = kHidden / 128;
   int device_sms = 0;
   MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&device_sms, cudaDevAttrMultiProcessorCount, 0));
   const int num_sms = device_sms / R;  // SMs split evenly
   BufferOptions options;
-  test::Cluster cluster(R, Buffer::intranode_size_hint(num_tokens, R), options);
+  std::int64_t num_rdma_bytes = 0;
+  if (N > 1) {
+    options.emulated_ranks_per_node = per_node;
+    num_rdma_bytes = Buffer::internode_size_hint(num_tokens, kHidden, R, per_node, kTopk);
+  }
+  test::Cluster cluster(R, Buffer::intranode_size_hint(num_tokens, R), options, 0, num_rdma_bytes);
   std::vector<RankState> ranks(R);
   std::mt19937_64 rng(1234 + R);
   // Receive capacity: the largest count any rank receives (from the host layout).
@@ -134,6 +156,10 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
     rs.prefix = DeviceArray<int>(R * R);
     rs.send_pos = DeviceArray<int>(static_cast<std::size_t>(num_tokens) * R);
     rs.src_idx = DeviceArray<int>(capacity);
+    rs.per_node = DeviceArray<int>(N);
+    rs.rdma_send_pos = DeviceArray<int>(static_cast<std::size_t>(num_tokens) * N);
+    rs.forwarded_prefix = DeviceArray<int>(N);
+    rs.forward_rows = DeviceArray<int>(capacity * per_node * per_node);  // num_worst_tokens x P rows
     rs.in_rank = DeviceArray<std::uint8_t>(static_cast<std::size_t>(num_tokens) * R);
     rs.recv_x = DeviceArray<std::uint8_t>(capacity * row_bytes);
     rs.recv_scales = DeviceArray<float>(capacity * num_scales);
@@ -157,13 +183,20 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
     layout.num_tokens_per_rank = rs.per_rank.view(DType::kInt32, {R});
     layout.num_tokens_per_expert = rs.per_expert.view(DType::kInt32, {kExperts});
     layout.is_token_in_rank = rs.in_rank.view(DType::kBool, {num_tokens, R});
+    if (N > 1) layout.num_tokens_per_rdma_rank = rs.per_node.view(DType::kInt32, {N});
     layout.stream.compute_stream = stream;
     buffer.get_dispatch_layout(layout);
     rs.handle.rank_prefix_matrix = rs.prefix.view(DType::kInt32, {R, R});
     rs.handle.send_pos = rs.send_pos.view(DType::kInt32, {num_tokens, R});
+    if (N > 1) {
+      rs.handle.rdma_send_pos = rs.rdma_send_pos.view(DType::kInt32, {num_tokens, N});
+      rs.handle.forwarded_prefix = rs.forwarded_prefix.view(DType::kInt32, {N});
+    }
     // Views of the preallocated outputs (and the handle's source indices) for `rows` rows.
-    auto outputs_for = [&](std::int64_t rows) {
+    auto outputs_for = [&](const DispatchCounts& counts) {
+      const std::int64_t rows = counts.num_recv_rows;
       rs.handle.recv_src_idx = rs.src_idx.view(DType::kInt32, {rows});
+      if (N > 1) rs.handle.forward_rows = rs.forward_rows.view(DType::kInt32, {counts.num_forward_rows, per_node});
       DispatchOutputs out;
       out.recv_x = rs.recv_x.view(fp8 ? DType::kFloat8E4M3 : DType::kBFloat16, {rows, kHidden});
       if (fp8) out.recv_x_scales = rs.recv_scales.view(DType::kFloat32, {rows, num_scales});
@@ -187,7 +220,7 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
       dispatch_spans.start(r, it, stream);
       const DispatchCounts counts = buffer.dispatch_notify(a, rs.handle);
       rs.num_recv = counts.num_recv_tokens;
-      buffer.dispatch_receive(a, rs.handle, outputs_for(counts.num_recv_rows));
+      buffer.dispatch_receive(a, rs.handle, outputs_for(counts));
       dispatch_spans.stop(r, it, stream);
       CombineArgs c;
       c.x = rs.combine_x.view(DType::kBFloat16, {counts.num_recv_rows, kHidden});
@@ -207,7 +240,7 @@ void run_intranode_bench(Report& report, double copy_bandwidth, const std::strin
       sync_point.arrive_and_wait();
       worst_spans.start(r, it, stream);
       const DispatchCounts worst = buffer.dispatch_notify(a, rs.handle);
-      buffer.dispatch_receive(a, rs.handle, outputs_for(worst.num_recv_rows));
+      buffer.dispatch_receive(a, rs.handle, outputs_for(worst));
       worst_spans.stop(r, it, stream);
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       buffer.check_error();

@@ -5,7 +5,8 @@
 #include "bench_util.hpp"
 
 namespace moe_ep::bench {
-// problem: "ht-v3" (fp8 dispatch) or "ht-v3-bf16"; ranks share device 0.
+// problem: "ht-v3" (fp8 dispatch) or "ht-v3-bf16", optionally suffixed "-NxP" (emulated
+// nodes of P ranks: the internode kernels); ranks share device 0.
 void run_intranode_bench(Report& report, double copy_bandwidth, const std::string& problem, int num_ranks,
                          int num_tokens, int iterations);
 }

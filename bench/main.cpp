@@ -67,6 +67,8 @@ int main(int argc, char** argv) {
         for (const char* problem : {"ht-v3", "ht-v3-bf16"}) {
           run_intranode_bench(report, copy_bw, problem, r, 4096, quick ? 10 : 50);
         }
+        // 8 ranks as 2 emulated nodes of 4: the internode kernels on one GPU.
+        if (r == 8) run_intranode_bench(report, copy_bw, "ht-v3-2x4", r, 4096, quick ? 10 : 50);
       }
     }
     // A failing low-latency case is reported in its row; the table still prints.

@@ -22,10 +22,12 @@ struct BufferOptions {
   // Low latency: a peer whose wait expires is masked (skipped from then on) instead of
   // failing the call (deep_ep's enable_shrink).
   bool enable_shrink = false;
-  // Low latency across nodes: peers outside this rank's node are reached through the RDMA
-  // transport (they push into mirror slots of the region; nothing of theirs is read in
-  // place). emulated_ranks_per_node > 0 splits the group into pretend nodes of that many
-  // ranks over peer memory: the multi-node path on one GPU, for tests and CI.
+  // Across nodes, peers outside this rank's node are reached through the RDMA transport.
+  // Low latency: they push into mirror slots of the region (nothing of theirs is read in
+  // place). High throughput (not low_latency_mode): the internode kernels over a window of
+  // num_rdma_bytes (Buffer::internode_size_hint). emulated_ranks_per_node > 0 splits the
+  // group into pretend nodes of that many ranks over peer memory: the multi-node paths on
+  // one GPU, for tests and CI.
   int emulated_ranks_per_node = 0;
   // false: every peer through the transport (deep_ep's allow_nvlink_for_low_latency_mode).
   bool allow_nvlink_for_low_latency = true;

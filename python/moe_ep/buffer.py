@@ -1,7 +1,7 @@
 """moe_ep.Buffer: deep_ep's Buffer (names, argument order, defaults, return shapes) over
-the C++ Buffer of one rank. Intranode high-throughput calls live in layout.py,
-dispatch.py and combine.py, low-latency calls in low_latency.py; modes moe_ep lacks
-raise NotImplementedError (unsupported.py)."""
+the C++ Buffer of one rank. High-throughput calls (intranode, or internode across emulated
+nodes) live in layout.py, dispatch.py and combine.py, low-latency calls in low_latency.py;
+modes moe_ep lacks raise NotImplementedError (unsupported.py)."""
 from typing import Optional
 
 from . import _C, groups
@@ -31,30 +31,35 @@ class Buffer(UnsupportedModes):
                  emulated_ranks_per_node: int = 0) -> None:
         """deep_ep's Buffer. Extra keywords: timeout_ns bounds every device wait;
         emulated_ranks_per_node > 0 splits the group into pretend nodes of that many ranks
-        whose low-latency traffic goes through the RDMA transport emulated on peer memory
-        (the multi-node path on one GPU, for tests and CI)."""
+        whose traffic between nodes goes through the RDMA transport emulated on peer memory
+        (the multi-node path on one GPU, for tests and CI): low-latency calls, or, with
+        num_rdma_bytes (get_internode_rdma_size_hint) and no low_latency_mode, the internode
+        high-throughput dispatch/combine."""
         self.runtime = None
         if _C.num_cuda_devices() == 0:
             raise RuntimeError("moe_ep.Buffer: no CUDA device is present; moe_ep needs an NVIDIA GPU "
                                "(its kernels are built for sm_" + _C.cuda_architectures + ")")
-        if num_rdma_bytes and not low_latency_mode:
-            raise not_available(f"Buffer(num_rdma_bytes={num_rdma_bytes}) without low_latency_mode",
-                                "the internode RDMA transport")
         native_group = groups.resolve(group, comm)
+        if num_rdma_bytes and not low_latency_mode and not 0 < emulated_ranks_per_node < native_group.size:
+            raise not_available(f"Buffer(num_rdma_bytes={num_rdma_bytes}) without low_latency_mode or "
+                                "emulated_ranks_per_node", "high-throughput calls across real nodes (over GIN)")
         self.group, self.comm, self._group = group, comm, native_group
         self.rank, self.group_size = native_group.rank, native_group.size
-        self._num_nodes = max(1, native_group.size // max(1, native_group.num_ranks_per_node))
         self.num_nvl_bytes, self.num_rdma_bytes = num_nvl_bytes, num_rdma_bytes
         self.low_latency_mode, self.enable_shrink = low_latency_mode, enable_shrink
         self.explicitly_destroy = explicitly_destroy
         self._comm_stream = None
         self._configs = {}
-        # num_rdma_bytes holds the low-latency region (every rank maps its peers' over NVLink).
+        # num_rdma_bytes holds the low-latency region (every rank maps its peers' over NVLink)
+        # or, on an internode high-throughput buffer, the transport window between nodes.
         self.runtime = _C.Buffer(native_group, num_nvl_bytes, num_rdma_bytes,
                                  _C.DEFAULT_TIMEOUT_NS if timeout_ns is None else timeout_ns,
                                  low_latency_mode=low_latency_mode, enable_shrink=enable_shrink,
                                  allow_nvlink_for_low_latency=allow_nvlink_for_low_latency_mode,
                                  emulated_ranks_per_node=emulated_ranks_per_node)
+        # Nodes as the layout sees them: emulated ones on an internode buffer, else the group's.
+        per_node = self.runtime.num_ranks_per_node if self.runtime.is_internode else native_group.num_ranks_per_node
+        self._num_nodes = max(1, native_group.size // max(1, per_node))
 
     def _live(self):
         if self.runtime is None:
@@ -115,6 +120,14 @@ class Buffer(UnsupportedModes):
         hidden_bytes, also the staging that one-process-per-GPU groups need."""
         return _C.Buffer.intranode_size_hint(max_tokens_per_rank, num_ranks, hidden_bytes)
 
+    @staticmethod
+    def get_internode_rdma_size_hint(max_tokens_per_rank: int, hidden: int, num_ranks: int, ranks_per_node: int,
+                                     num_topk: int = _C.MAX_TOPK) -> int:
+        """num_rdma_bytes that internode high-throughput dispatches of up to max_tokens_per_rank
+        tokens of `hidden` bf16 (fp8 rows are smaller) with up to num_topk experts, and their
+        combines, need on a group of num_ranks in nodes of ranks_per_node (real or emulated)."""
+        return _C.Buffer.internode_size_hint(max_tokens_per_rank, hidden, num_ranks, ranks_per_node, num_topk)
+
     def _config(self, kind, config):
         """The caller's config, else the tuned one capped to this buffer's share of the SMs."""
         if config is not None:
@@ -144,7 +157,7 @@ class Buffer(UnsupportedModes):
             "send lists and staging inside the NVL buffer, so a writable view of it could corrupt the protocol; "
             "allocate your own tensor instead")
 
-    # ---- intranode high-throughput calls ---------------------------------------------
+    # ---- high-throughput calls (intranode, or internode when the ranks span nodes) -------
     def get_dispatch_layout(self, topk_idx, num_experts: int, previous_event: Optional[EventOverlap] = None,
                             async_finish: bool = False, allocate_on_comm_stream: bool = False):
         return _get_dispatch_layout(self, topk_idx, num_experts, previous_event, async_finish,
@@ -155,9 +168,9 @@ class Buffer(UnsupportedModes):
                  expert_alignment: int = 1, num_worst_tokens: int = 0, config: Optional[Config] = None,
                  previous_event: Optional[EventOverlap] = None, async_finish: bool = False,
                  allocate_on_comm_stream: bool = False):
-        return _dispatch(self, x, handle, num_tokens_per_rank, is_token_in_rank, num_tokens_per_expert, topk_idx,
-                         topk_weights, expert_alignment, num_worst_tokens, config, previous_event, async_finish,
-                         allocate_on_comm_stream)
+        return _dispatch(self, x, handle, num_tokens_per_rank, num_tokens_per_rdma_rank, is_token_in_rank,
+                         num_tokens_per_expert, topk_idx, topk_weights, expert_alignment, num_worst_tokens, config,
+                         previous_event, async_finish, allocate_on_comm_stream)
 
     def combine(self, x, handle: tuple, topk_weights=None, bias=None, config: Optional[Config] = None,
                 previous_event: Optional[EventOverlap] = None, async_finish: bool = False,

@@ -1,5 +1,6 @@
-"""Buffer.combine (intranode): each token's returned rows summed (unweighted, in fp32) on
-its home rank, plus up to two biases; top-k weights reduced the same way."""
+"""Buffer.combine: each token's returned rows summed (unweighted, in fp32) on its home rank,
+plus up to two biases; top-k weights reduced the same way. Internode, each node's rows are
+first summed at its forwarder and sent home as one bf16 partial per token."""
 from . import _C
 from .handle import unpack
 from .streams import CallStreams
@@ -19,7 +20,7 @@ def _split_bias(bias):
 
 def combine(buffer, x, handle, topk_weights, bias, config, previous_event, async_finish, allocate_on_comm_stream):
     runtime = buffer._live()
-    native, handle_tensors = unpack(handle)
+    native, handle_tensors = unpack(handle, runtime.is_internode)
     bias0, bias1 = _split_bias(bias)
     streams = CallStreams(buffer.get_comm_stream(), x.device, previous_event, async_finish, allocate_on_comm_stream)
     torch = streams.torch

@@ -1,6 +1,7 @@
-"""Buffer.dispatch (intranode): count (dispatch_notify), allocate the receive tensors with
-torch from the counts, then copy (dispatch_receive). With a handle, a cached dispatch reuses
-its routing and returns only the received x (and scales)."""
+"""Buffer.dispatch (intranode, or internode when the buffer's ranks span nodes): count
+(dispatch_notify), allocate the receive tensors with torch from the counts, then copy
+(dispatch_receive). With a handle, a cached dispatch reuses its routing and returns only
+the received x (and scales)."""
 from . import _C
 from .handle import pack, unpack
 from .streams import CallStreams
@@ -39,9 +40,9 @@ def _allocate_receive(streams, rows, x, x_scales, topk_idx, topk_weights):
     return outputs, recv, recv_topk_idx, recv_topk_weights
 
 
-def dispatch(buffer, x, handle, num_tokens_per_rank, is_token_in_rank, num_tokens_per_expert, topk_idx,
-             topk_weights, expert_alignment, num_worst_tokens, config, previous_event, async_finish,
-             allocate_on_comm_stream):
+def dispatch(buffer, x, handle, num_tokens_per_rank, num_tokens_per_rdma_rank, is_token_in_rank,
+             num_tokens_per_expert, topk_idx, topk_weights, expert_alignment, num_worst_tokens, config,
+             previous_event, async_finish, allocate_on_comm_stream):
     runtime = buffer._live()
     x, x_scales = _split_x(x)
     streams = CallStreams(buffer.get_comm_stream(), x.device, previous_event, async_finish, allocate_on_comm_stream)
@@ -55,34 +56,48 @@ def dispatch(buffer, x, handle, num_tokens_per_rank, is_token_in_rank, num_token
     args.config = buffer._config("dispatch", config)
     streams.fill(args.stream)
     streams.use(x, x_scales, topk_idx, topk_weights)
+    internode = runtime.is_internode
     if handle is not None:
-        return _cached(runtime, streams, args, handle, x, x_scales)
+        return _cached(runtime, streams, args, handle, internode, x, x_scales)
 
     args.num_tokens_per_rank = view(num_tokens_per_rank, "num_tokens_per_rank")
     args.num_tokens_per_expert = view(num_tokens_per_expert, "num_tokens_per_expert")
     args.is_token_in_rank = view(is_token_in_rank, "is_token_in_rank")
     streams.use(num_tokens_per_rank, num_tokens_per_expert, is_token_in_rank)
+    if internode:  # on one node deep_ep's layout gives None; a tensor there is ignored, as deep_ep does
+        args.num_tokens_per_rdma_rank = view(num_tokens_per_rdma_rank, "num_tokens_per_rdma_rank")
+        streams.use(num_tokens_per_rdma_rank)
     torch, num_ranks = streams.torch, buffer.group_size
     native = _C.DispatchHandle()
-    rank_prefix_matrix = streams.empty((num_ranks, num_ranks), torch.int32)
-    send_pos = streams.empty((x.size(0), num_ranks), torch.int32)
-    native.rank_prefix_matrix = view(rank_prefix_matrix, "rank_prefix_matrix")
-    native.send_pos = view(send_pos, "send_pos")
+    tensors = {"is_token_in_rank": is_token_in_rank}
+    _allocate_handle(streams, native, tensors, rank_prefix_matrix=(num_ranks, num_ranks),
+                     send_pos=(x.size(0), num_ranks))
+    if internode:
+        _allocate_handle(streams, native, tensors, rdma_send_pos=(x.size(0), buffer._num_nodes),
+                         forwarded_prefix=(buffer._num_nodes,))
     counts = runtime.dispatch_notify(args, native, False)
 
     rows = counts.num_recv_rows
-    recv_src_idx = streams.empty((rows,), torch.int32)
-    native.recv_src_idx = view(recv_src_idx, "recv_src_idx")
+    _allocate_handle(streams, native, tensors, recv_src_idx=(rows,))
+    if internode:
+        _allocate_handle(streams, native, tensors, forward_rows=(counts.num_forward_rows, runtime.num_ranks_per_node))
     outputs, recv, recv_topk_idx, recv_topk_weights = _allocate_receive(
         streams, rows, x, x_scales, topk_idx, topk_weights)
     event = runtime.dispatch_receive(args, native, outputs, False)
-    handle = pack(torch, native, rank_prefix_matrix, recv_src_idx, is_token_in_rank, send_pos)
+    handle = pack(torch, native, tensors)
     per_expert = [] if num_worst_tokens > 0 else list(counts.num_recv_tokens_per_expert)
     return recv, recv_topk_idx, recv_topk_weights, per_expert, handle, streams.finish(event)
 
 
-def _cached(runtime, streams, args, handle, x, x_scales):
-    native, handle_tensors = unpack(handle)
+def _allocate_handle(streams, native, tensors, **shapes):
+    """int32 handle tensors of these shapes, set on the C++ handle and kept in `tensors`."""
+    for field, shape in shapes.items():
+        tensors[field] = streams.empty(shape, streams.torch.int32)
+        setattr(native, field, view(tensors[field], field))
+
+
+def _cached(runtime, streams, args, handle, internode, x, x_scales):
+    native, handle_tensors = unpack(handle, internode)
     streams.use(*handle_tensors)
     counts = runtime.dispatch_notify(args, native, True)
     outputs, recv, _, _ = _allocate_receive(streams, counts.num_recv_rows, x, x_scales, None, None)

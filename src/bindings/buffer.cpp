@@ -1,5 +1,6 @@
-// Buffer: construction from a Group (collective), the intranode calls taking the argument
-// structs, error check and reset; the low-latency methods are in buffer_low_latency.cpp.
+// Buffer: construction from a Group (collective), the high-throughput calls (intranode, or
+// internode across real or emulated nodes) taking the argument structs, error check and
+// reset; the low-latency methods are in buffer_low_latency.cpp.
 // Every call that can block (on peers, on the device or on a host collective) releases
 // the GIL so the other ranks' threads can run.
 #include <memory>
@@ -42,6 +43,8 @@ void bind_buffer(nb::module_& m) {
       .def_prop_ro("local_nvl_buffer", [](const Buffer& b) { return to_handle(b.local_nvl_buffer()); })
       .def_prop_ro("max_dispatch_tokens", &Buffer::max_dispatch_tokens)
       .def_prop_ro("max_num_sms", &Buffer::max_num_sms)
+      .def_prop_ro("num_ranks_per_node", &Buffer::num_ranks_per_node)
+      .def_prop_ro("is_internode", &Buffer::is_internode)
       .def("get_dispatch_layout", &Buffer::get_dispatch_layout, "args"_a, release())
       .def("dispatch_notify", &Buffer::dispatch_notify, "args"_a, "handle"_a, "cached"_a = false, release())
       .def("dispatch_receive", &Buffer::dispatch_receive, "args"_a, "handle"_a, "outputs"_a, "cached"_a = false,
@@ -54,7 +57,9 @@ void bind_buffer(nb::module_& m) {
           [](Buffer& b, int skip_calls, std::uint64_t delay_ns) { b.set_fault_injection({skip_calls, delay_ns}); },
           "skip_calls"_a = 0, "delay_ns"_a = 0)
       .def_static("intranode_size_hint", &Buffer::intranode_size_hint, "max_tokens_per_rank"_a, "num_ranks"_a,
-                  "hidden_bytes"_a = 0);
+                  "hidden_bytes"_a = 0)
+      .def_static("internode_size_hint", &Buffer::internode_size_hint, "max_tokens_per_rank"_a, "hidden"_a,
+                  "num_ranks"_a, "ranks_per_node"_a, "num_topk"_a = kMaxTopk);
   bind_buffer_low_latency(cls);
 }
 

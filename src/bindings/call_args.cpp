@@ -36,6 +36,7 @@ void bind_call_args(nb::module_& m) {
       .def_rw("num_tokens_per_rank", &DispatchArgs::num_tokens_per_rank)
       .def_rw("num_tokens_per_expert", &DispatchArgs::num_tokens_per_expert)
       .def_rw("is_token_in_rank", &DispatchArgs::is_token_in_rank)
+      .def_rw("num_tokens_per_rdma_rank", &DispatchArgs::num_tokens_per_rdma_rank)
       .def_rw("expert_alignment", &DispatchArgs::expert_alignment)
       .def_rw("num_worst_tokens", &DispatchArgs::num_worst_tokens)
       .def_rw("config", &DispatchArgs::config)

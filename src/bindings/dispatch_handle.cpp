@@ -14,6 +14,10 @@ void bind_dispatch_handle(nb::module_& m) {
       .def_rw("is_token_in_rank", &DispatchHandle::is_token_in_rank)
       .def_rw("send_pos", &DispatchHandle::send_pos)
       .def_rw("recv_src_idx", &DispatchHandle::recv_src_idx)
+      .def_rw("rdma_send_pos", &DispatchHandle::rdma_send_pos)        // internode: [num_tokens, num_nodes]
+      .def_rw("forwarded_prefix", &DispatchHandle::forwarded_prefix)  // internode: [num_nodes]
+      .def_rw("forward_rows", &DispatchHandle::forward_rows)          // internode: [num_forward_rows, per node]
+      .def_rw("num_forward_rows", &DispatchHandle::num_forward_rows)
       .def_rw("num_tokens", &DispatchHandle::num_tokens)
       .def_rw("num_recv_rows", &DispatchHandle::num_recv_rows)
       .def_rw("buffer_id", &DispatchHandle::buffer_id)
@@ -22,7 +26,8 @@ void bind_dispatch_handle(nb::module_& m) {
   nb::class_<DispatchCounts>(m, "DispatchCounts")
       .def_ro("num_recv_tokens", &DispatchCounts::num_recv_tokens)
       .def_ro("num_recv_tokens_per_expert", &DispatchCounts::num_recv_tokens_per_expert)
-      .def_ro("num_recv_rows", &DispatchCounts::num_recv_rows);
+      .def_ro("num_recv_rows", &DispatchCounts::num_recv_rows)
+      .def_ro("num_forward_rows", &DispatchCounts::num_forward_rows);
 
   nb::class_<DispatchOutputs>(m, "DispatchOutputs")
       .def(nb::init<>())

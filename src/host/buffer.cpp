@@ -51,8 +51,8 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
     // Ranks on several nodes: the RDMA engine first (it says whether this machine has one).
     const std::int64_t window = (std::max<std::int64_t>(num_rdma_bytes, 1 << 20) + 15) / 16 * 16;
     host::make_internode_transport(*group, window, group->num_ranks_per_node());
-    host::fail(op, "the transport is up, but the internode kernels over GIN are not in this build yet (the "
-                   "emulated-RDMA low-latency path runs on one node: BufferOptions::emulated_ranks_per_node)");
+    host::fail(op, "the transport is up, but the internode kernels run over the emulated transport only in this "
+                   "build, not over GIN yet (on one node: BufferOptions::emulated_ranks_per_node)");
   }
   host::require(num_ranks <= kMaxNvlRanks, op,
                 "group of " + std::to_string(num_ranks) + " ranks exceeds the NVLink-domain maximum kMaxNvlRanks = " +
@@ -139,8 +139,9 @@ Buffer::Buffer(std::shared_ptr<Group> group, std::int64_t num_nvl_bytes, std::in
     cudaGetLastError();
     throw CudaError("Buffer: no CUDA device is present; moe_ep needs an NVIDIA GPU (sm_90 or sm_80)");
   }
-  const bool emulated_nodes = options.emulated_ranks_per_node > 0 && options.emulated_ranks_per_node < group->size();
-  host::require(num_rdma_bytes == 0 || options.low_latency_mode || emulated_nodes, "Buffer",
+  const bool several_nodes = (options.emulated_ranks_per_node > 0 && options.emulated_ranks_per_node < group->size()) ||
+                             group->num_ranks_per_node() < group->size();
+  host::require(num_rdma_bytes == 0 || options.low_latency_mode || several_nodes, "Buffer",
                 "num_rdma_bytes=" + std::to_string(num_rdma_bytes) +
                     " on one node without low_latency_mode: high-throughput calls within a node use only "
                     "num_nvl_bytes (pass num_rdma_bytes=0)");

@@ -14,8 +14,13 @@ std::int64_t Config::get_nvl_buffer_size_hint(std::int64_t hidden_bytes, int num
                                      hidden_bytes);
 }
 
-std::int64_t Config::get_rdma_buffer_size_hint(std::int64_t /*hidden_bytes*/, int /*num_ranks*/) const {
-  return 0;  // intranode only for now
+std::int64_t Config::get_rdma_buffer_size_hint(std::int64_t hidden_bytes, int num_ranks) const {
+  // As deep_ep: no RDMA buffer within one NVLink domain. Across nodes of kMaxNvlRanks, the
+  // window for calls of up to 16 chunks of received tokens per rank (a call's tokens must
+  // fit it: there is no chunked pipeline yet); Buffer::internode_size_hint for other sizes.
+  if (num_ranks <= kMaxNvlRanks) return 0;
+  return Buffer::internode_size_hint(static_cast<std::int64_t>(num_max_rdma_chunked_recv_tokens) * 16,
+                                     (hidden_bytes + 1) / 2, num_ranks, kMaxNvlRanks);
 }
 
 // One GPU per rank: 24 SMs move NVLink traffic at line rate (the deep_ep measurements

@@ -40,6 +40,9 @@ std::string describe_error(const protocol::ErrorRecord& r) {
         out << "rank " << r.peer << " (reached by RDMA) sends " << r.a << " rows to one local expert, but its mirror "
             << "slot holds " << r.b << " (num_max_dispatch_tokens_per_rank): tokens name the expert in several top-k "
             << "slots";
+      } else if (r.d == protocol::kCapacityForwardRows) {
+        out << "relays " << r.a << " tokens to its node's ranks but handle.forward_rows holds " << r.b
+            << " (num_worst_tokens x ranks per node)";
       } else if (static_cast<protocol::Phase>(r.phase) == protocol::Phase::kLowLatencyDispatchRecv) {
         out << "a local expert receives " << r.a << " rows but has only " << r.b
             << " slots (num_ranks x num_max_dispatch_tokens_per_rank): tokens name it in several top-k slots";
@@ -48,8 +51,13 @@ std::string describe_error(const protocol::ErrorRecord& r) {
       }
       break;
     case ErrorCode::kCountMismatch:
-      out << "is_token_in_rank sends " << r.a << " tokens to rank " << r.peer << " but num_tokens_per_rank says "
-          << r.b;
+      if (r.d == protocol::kCountMismatchPerNode) {
+        out << "is_token_in_rank sends " << r.a << " tokens to node " << r.c << " but num_tokens_per_rdma_rank["
+            << r.c << "] says " << r.b;
+      } else {
+        out << "is_token_in_rank sends " << r.a << " tokens to rank " << r.peer << " but num_tokens_per_rank says "
+            << r.b;
+      }
       break;
     case ErrorCode::kShapeMismatch: {
       static const char* const fields[] = {"?", "row bytes (hidden x element size)", "top-k", "num_experts",

@@ -28,6 +28,10 @@ inline constexpr std::int32_t kLlPeerNotEntered = INT32_MIN;
 // kCapacity's d when a low-latency source reached by RDMA sends one expert more rows than
 // the mirror slot holds.
 inline constexpr std::int32_t kCapacityRdmaMirror = 1;
+// kCapacity's d when an internode forwarder relays more tokens than handle.forward_rows holds.
+inline constexpr std::int32_t kCapacityForwardRows = 2;
+// kCountMismatch's d when the count is per node (num_tokens_per_rdma_rank; c = the node).
+inline constexpr std::int32_t kCountMismatchPerNode = 1;
 
 // Which per-call shape two ranks disagree on (kShapeMismatch).
 enum class ShapeField : std::int32_t {

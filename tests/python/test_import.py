@@ -19,7 +19,7 @@ def test_native_module_loads():
                  "LayoutArgs", "DispatchHandle", "DispatchOutputs", "StreamOptions", "make_in_process_group",
                  "make_process_group", "num_cuda_devices", "keep_pool_memory", "LowLatencyHandle",
                  "LowLatencyDispatchArgs", "LowLatencyDispatchOutputs", "LowLatencyCombineArgs", "LowLatencyHook",
-                 "LowLatencyCall"):
+                 "LowLatencyCall", "DispatchCounts"):
         assert hasattr(_C, name), name
     assert _C.DEFAULT_TIMEOUT_NS > 0
     assert _C.MAX_LOW_LATENCY_TOKENS == 1024
@@ -27,6 +27,11 @@ def test_native_module_loads():
                    "clean_low_latency_buffer", "low_latency_update_mask", "low_latency_query_mask",
                    "low_latency_clean_mask", "low_latency_size_hint", "num_rdma_bytes"):
         assert hasattr(_C.Buffer, method), method
+    for method in ("num_ranks_per_node", "is_internode", "internode_size_hint"):
+        assert hasattr(_C.Buffer, method), method
+    for field in ("rdma_send_pos", "forwarded_prefix", "forward_rows", "num_forward_rows"):
+        assert hasattr(_C.DispatchHandle, field), field
+    assert hasattr(_C.DispatchCounts, "num_forward_rows") and hasattr(_C.DispatchArgs, "num_tokens_per_rdma_rank")
 
 
 def test_package_exports_deep_ep_names():
@@ -119,14 +124,21 @@ def test_buffer_num_sms_attribute():
     assert moe_ep.Buffer.num_sms == 20
 
 
-def test_internode_raises_not_implemented():
+def test_internode_methods_refuse_one_node_and_forward_across_nodes():
     buffer = object.__new__(moe_ep.Buffer)  # no device needed: these refuse before touching it
-    with pytest.raises(NotImplementedError, match="internode"):
+    with pytest.raises(NotImplementedError, match="internode_dispatch .*call Buffer.dispatch"):
         buffer.internode_dispatch(None)
-    with pytest.raises(NotImplementedError, match="internode"):
+    with pytest.raises(NotImplementedError, match="internode_combine .*call Buffer.combine"):
         buffer.internode_combine(None, None)
     with pytest.raises(NotImplementedError, match="get_local_buffer_tensor"):
         buffer.get_local_buffer_tensor(None)
+    spanning = object.__new__(moe_ep.Buffer)  # a buffer whose ranks span nodes: deep_ep's calls forward
+    spanning._num_nodes, spanning.low_latency_mode = 2, False
+    spanning.dispatch = lambda *args: ("dispatch", args)
+    spanning.combine = lambda *args: ("combine", args)
+    assert spanning.internode_dispatch("x") == ("dispatch", ("x",) + tuple(
+        p.default for p in list(inspect.signature(moe_ep.Buffer.internode_dispatch).parameters.values())[2:]))
+    assert spanning.internode_combine("x", "h")[0] == "combine"
 
 
 def test_low_latency_rdma_size_hint():
@@ -189,6 +201,75 @@ def test_low_latency_handle_is_deep_ep_5_tuple():
     import gc
     gc.collect()
     assert key not in llh._by_src_info
+
+
+class _CpuMeta:
+    """A CPU int64 tensor stand-in for a dispatch handle's meta slot (no torch needed)."""
+    is_cuda, device = False, "cpu"
+
+    def __init__(self, *values):
+        self.shape, self._values = (len(values),), list(values)
+
+    def tolist(self):
+        return list(self._values)
+
+
+def test_dispatch_handle_unpack_takes_the_6_and_10_tuples():
+    from moe_ep import handle as h
+    internode = (None, _CpuMeta(3, 1, 40, 20, 70)) + (None,) * 8
+    native, tensors = h.unpack(internode, internode=True)
+    assert (native.buffer_id, native.buffer_generation, native.num_recv_rows, native.num_tokens,
+            native.num_forward_rows) == (3, 1, 40, 20, 70)
+    assert len(tensors) == 7 and not native.forward_rows.defined
+    intranode = (None, _CpuMeta(3, 1, 40, 20)) + (None,) * 4
+    native, tensors = h.unpack(intranode, internode=False)
+    assert (native.num_recv_rows, native.num_tokens, native.num_forward_rows, len(tensors)) == (40, 20, 0, 4)
+    with pytest.raises(ValueError, match=r"6-tuple \(intranode\) or 10-tuple \(internode\).*tuple of 7"):
+        h.unpack((None,) * 7)
+    with pytest.raises(ValueError, match="got NoneType"):
+        h.unpack(None)
+    with pytest.raises(ValueError, match="slot 1 of the internode 10-tuple is not moe_ep's CPU"):
+        h.unpack((None,) * 10)
+    with pytest.raises(ValueError, match="slot 1 of the internode 10-tuple"):  # an intranode meta
+        h.unpack((None, _CpuMeta(3, 1, 40, 20)) + (None,) * 8)
+    with pytest.raises(ValueError, match="an internode 10-tuple given to a buffer"):
+        h.unpack(internode, internode=False)
+    with pytest.raises(ValueError, match="an intranode 6-tuple given to a buffer"):
+        h.unpack(intranode, internode=True)
+    with pytest.raises(ValueError, match=r"handle\[8\] \(rdma_send_pos\) must be a CUDA tensor"):
+        h.unpack(internode[:8] + (_CpuMeta(1),) + internode[9:])
+
+
+@pytest.mark.skipif(not HAS_TORCH, reason="pack makes the meta tensor with torch")
+def test_dispatch_handle_pack_slots_match_deep_ep():
+    import torch
+
+    from moe_ep import handle as h
+    native = _C.DispatchHandle()
+    native.buffer_id, native.buffer_generation, native.num_recv_rows, native.num_tokens = 3, 1, 40, 20
+    native.num_forward_rows = 70
+    t = {name: _Referent() for name in ("is_token_in_rank", "rank_prefix_matrix", "send_pos", "recv_src_idx",
+                                        "rdma_send_pos", "forwarded_prefix", "forward_rows")}
+    handle = h.pack(torch, native, t)
+    assert handle[0] is t["is_token_in_rank"] and handle[2] is t["rank_prefix_matrix"]
+    assert handle[3] is None and handle[4] is t["forwarded_prefix"] and handle[5] is t["send_pos"]
+    assert handle[6] is None and handle[7] is t["recv_src_idx"]
+    assert handle[8] is t["rdma_send_pos"] and handle[9] is t["forward_rows"]
+    assert handle[1].tolist() == [3, 1, 40, 20, 70] and not handle[1].is_cuda
+    del t["rdma_send_pos"], t["forwarded_prefix"], t["forward_rows"]
+    handle = h.pack(torch, native, t)
+    assert handle[0] is t["rank_prefix_matrix"] and handle[2] is None and handle[3] is t["recv_src_idx"]
+    assert handle[4] is t["is_token_in_rank"] and handle[5] is t["send_pos"]
+    assert handle[1].tolist() == [3, 1, 40, 20]
+
+
+def test_internode_size_hint():
+    small = moe_ep.Buffer.get_internode_rdma_size_hint(128, 7168, 16, 8)
+    assert isinstance(small, int) and small > 0
+    assert moe_ep.Buffer.get_internode_rdma_size_hint(256, 7168, 16, 8) > small
+    assert moe_ep.Buffer.get_internode_rdma_size_hint(128, 7168, 16, 8, num_topk=8) <= small
+    with pytest.raises(ValueError, match="must divide"):
+        moe_ep.Buffer.get_internode_rdma_size_hint(128, 7168, 16, 3)
 
 
 def test_low_latency_hook_runs_once_and_releases_tensors():

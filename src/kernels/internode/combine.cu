@@ -44,22 +44,33 @@ __global__ void __launch_bounds__(kThreads)
   for (int i = blockIdx.x * warps + threadIdx.x / 32; i < num_relayed; i += gridDim.x * warps) {
     int slot = 0;
     const int n = relayed_source(p.forwarded_prefix, v.num_nodes, i, &slot);
+    // Rows of this token on the node's ranks; indices stay compile-time constants
+    // (unrolled over kMaxNvlRanks) so nothing spills to local memory.
     std::int64_t row[kMaxNvlRanks];
+    const int4* rows[kMaxNvlRanks];
     unsigned mask = 0;
 #pragma unroll
     for (int j = 0; j < kMaxNvlRanks; ++j) {
       row[j] = j < P ? p.forward_rows[static_cast<std::int64_t>(i) * P + j] : -1;
-      if (row[j] >= 0 && row[j] < sources[j].num_tokens) mask |= 1u << j;
+      rows[j] = nullptr;
+      if (row[j] >= 0 && row[j] < sources[j].num_tokens) {
+        mask |= 1u << j;
+        rows[j] = reinterpret_cast<const int4*>(sources[j].x + row[j] * sources[j].x_row_stride);
+      }
     }
-    std::uint8_t* staged = t.own(p.carve.stage(n, slot));
+    int4* staged = reinterpret_cast<int4*>(t.own(p.carve.stage(n, slot)));
     for (int k = lane; k < num_vectors; k += 32) {
+      int4 loaded[kMaxNvlRanks];  // every load in flight before the first add
+#pragma unroll
+      for (int j = 0; j < kMaxNvlRanks; ++j) {
+        if (mask & (1u << j)) loaded[j] = __ldg(rows[j] + k);
+      }
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
       for (int j = 0; j < kMaxNvlRanks; ++j) {
-        if (!(mask & (1u << j))) continue;
-        device::accumulate_bf16x8(acc, __ldg(reinterpret_cast<const int4*>(sources[j].x + row[j] * sources[j].x_row_stride) + k));
+        if (mask & (1u << j)) device::accumulate_bf16x8(acc, loaded[j]);
       }
-      reinterpret_cast<int4*>(staged)[k] = device::pack_bf16x8(acc);
+      staged[k] = device::pack_bf16x8(acc);
     }
     if (lane < p.num_topk) {
       float sum = 0.0f;
@@ -67,7 +78,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int j = 0; j < kMaxNvlRanks; ++j) {
         if (mask & (1u << j)) sum += sources[j].topk_weights[row[j] * p.num_topk + lane];
       }
-      reinterpret_cast<float*>(staged + p.carve.weights_offset)[lane] = sum;
+      reinterpret_cast<float*>(reinterpret_cast<std::uint8_t*>(staged) + p.carve.weights_offset)[lane] = sum;
     }
     __syncwarp();
     t.put_warp(n * P + v.local, p.carve.recv(v.node, slot), p.carve.stage(n, slot), p.carve.record_bytes, lane);
@@ -110,10 +121,15 @@ __global__ void __launch_bounds__(kThreads)
     const int4* bias0 = p.bias0 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias0 + token * p.bias0_row_stride);
     const int4* bias1 = p.bias1 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias1 + token * p.bias1_row_stride);
     for (int k = lane; k < num_vectors; k += 32) {
+      int4 loaded[kMaxNvlRanks];  // every load in flight before the first add
+#pragma unroll
+      for (int m = 0; m < kMaxNvlRanks; ++m) {
+        if (mask & (1u << m)) loaded[m] = reinterpret_cast<const int4*>(partial[m])[k];
+      }
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
       for (int m = 0; m < kMaxNvlRanks; ++m) {
-        if (mask & (1u << m)) device::accumulate_bf16x8(acc, reinterpret_cast<const int4*>(partial[m])[k]);
+        if (mask & (1u << m)) device::accumulate_bf16x8(acc, loaded[m]);
       }
       if (bias0 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias0 + k));
       if (bias1 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias1 + k));

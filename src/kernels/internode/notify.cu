@@ -84,7 +84,7 @@ __device__ bool counts_match_layout(const InternodeNotifyParams& p, const NodeVi
   if (p.num_tokens_per_rdma_rank != nullptr && c >= R && c < R + v.num_nodes &&
       totals[c] != p.num_tokens_per_rdma_rank[c - R]) {
     device::record_error(p.ctx.error, protocol::ErrorCode::kCountMismatch, v.rank, protocol::Phase::kDispatchNotify,
-                         (c - R) * v.per_node, totals[c], p.num_tokens_per_rdma_rank[c - R], 0, 1);
+                         -1, totals[c], p.num_tokens_per_rdma_rank[c - R], c - R, protocol::kCountMismatchPerNode);
     ok = false;
   }
   __syncthreads();
@@ -147,7 +147,7 @@ __device__ void compute_received_counts(const InternodeNotifyParams& p, const No
     p.host_state->num_forward_rows = running;
     if (running > p.forward_capacity) {
       device::record_error(p.ctx.error, protocol::ErrorCode::kCapacity, v.rank, protocol::Phase::kDispatchNotify, -1,
-                           running, p.forward_capacity, 0, 2);
+                           running, p.forward_capacity, 0, protocol::kCapacityForwardRows);
     }
   }
   const int num_local = p.num_experts / R, begin = v.rank * num_local;

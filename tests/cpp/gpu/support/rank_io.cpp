@@ -79,6 +79,8 @@ void check_rank(const IoShape& s, int rank, int num_tokens, const RankOutputs& g
   const std::size_t n = static_cast<std::size_t>(num_tokens);
   const std::size_t R = static_cast<std::size_t>(s.num_ranks), k = static_cast<std::size_t>(s.num_topk);
   check.equal(at + "num_tokens_per_rank", got.num_tokens_per_rank, layout.num_tokens_per_rank, R);
+  check.equal(at + "num_tokens_per_rdma_rank", got.num_tokens_per_rdma_rank, layout.num_tokens_per_rdma_rank,
+              layout.num_tokens_per_rdma_rank.size());
   check.equal(at + "num_tokens_per_expert", got.num_tokens_per_expert, layout.num_tokens_per_expert,
               static_cast<std::size_t>(s.num_experts));
   check.equal(at + "is_token_in_rank", got.is_token_in_rank, layout.is_token_in_rank, n * R);
@@ -105,7 +107,10 @@ void check_rank(const IoShape& s, int rank, int num_tokens, const RankOutputs& g
   check.rows(at + "recv_x", got.recv_x.data(), dispatched.recv_x.data(), nrecv, static_cast<std::size_t>(s.row_bytes()));
   for (std::size_t i = 0; i < combined.combined_x.size(); ++i) {
     const double w = combined.combined_x[i];
-    check.close(at + "combined_x", i, ref::bf16_to_float(got.combined_x[i]), w, std::fabs(w) / 256.0 + 1e-3);
+    // Across nodes each node's partial sum is rounded to bf16 once more; the rows returned
+    // here are the dispatched ones, all of one sign per element, so |partials| sum to |w|.
+    const double rounding = (s.internode() ? 2.0 : 1.0) * std::fabs(w) / 256.0;
+    check.close(at + "combined_x", i, ref::bf16_to_float(got.combined_x[i]), w, rounding + 1e-3);
   }
   for (std::size_t i = 0; i < combined.combined_topk_weights.size(); ++i) {
     const double w = combined.combined_topk_weights[i];
@@ -147,6 +152,11 @@ RankIo::RankIo(const IoShape& s)
       is_token_in_rank_(static_cast<std::size_t>(s.max_tokens) * s.num_ranks),
       rank_prefix_matrix_(static_cast<std::size_t>(s.num_ranks) * s.num_ranks),
       send_pos_(static_cast<std::size_t>(s.max_tokens) * s.num_ranks),
+      num_tokens_per_rdma_rank_(s.num_nodes()),
+      rdma_send_pos_(static_cast<std::size_t>(s.max_tokens) * s.num_nodes()),
+      forwarded_prefix_(s.num_nodes()),
+      // A relayed token reaches at least one rank of the node: at most P x the received rows.
+      forward_rows_(static_cast<std::size_t>(s.recv_capacity()) * s.per_node() * s.per_node()),
       recv_src_idx_(static_cast<std::size_t>(s.recv_capacity())),
       recv_x_(static_cast<std::size_t>(s.recv_capacity()) * s.hidden),
       recv_topk_idx_(static_cast<std::size_t>(s.recv_capacity()) * s.num_topk),
@@ -174,6 +184,9 @@ void RankIo::overwrite_topk_idx(const std::vector<std::int64_t>& topk_idx) {
 void RankIo::prepare_handle() {
   handle.rank_prefix_matrix = rank_prefix_matrix_.view(DType::kInt32, {shape_.num_ranks, shape_.num_ranks});
   handle.send_pos = send_pos_.view(DType::kInt32, {num_tokens_, shape_.num_ranks});
+  if (!shape_.internode()) return;
+  handle.rdma_send_pos = rdma_send_pos_.view(DType::kInt32, {num_tokens_, shape_.num_nodes()});
+  handle.forwarded_prefix = forwarded_prefix_.view(DType::kInt32, {shape_.num_nodes()});
 }
 
 void RankIo::poison_outputs() {
@@ -182,10 +195,18 @@ void RankIo::poison_outputs() {
   is_token_in_rank_.poison();
   rank_prefix_matrix_.poison();
   send_pos_.poison();
+  num_tokens_per_rdma_rank_.poison();
+  rdma_send_pos_.poison();
+  forwarded_prefix_.poison();
+  forward_rows_.poison();
   recv_src_idx_.poison();
   recv_x_.poison();
   recv_topk_idx_.poison();
   recv_topk_weights_.poison();
+  poison_combine_outputs();
+}
+
+void RankIo::poison_combine_outputs() {
   combined_x_.poison();
   combined_topk_weights_.poison();
 }
@@ -195,6 +216,9 @@ LayoutArgs RankIo::layout_args(cudaStream_t stream) const {
   a.topk_idx = topk_idx_.view(DType::kInt64, {num_tokens_, shape_.num_topk});
   a.num_experts = shape_.num_experts;
   a.num_tokens_per_rank = num_tokens_per_rank_.view(DType::kInt32, {shape_.num_ranks});
+  if (shape_.internode()) {
+    a.num_tokens_per_rdma_rank = num_tokens_per_rdma_rank_.view(DType::kInt32, {shape_.num_nodes()});
+  }
   a.num_tokens_per_expert = num_tokens_per_expert_.view(DType::kInt32, {shape_.num_experts});
   a.is_token_in_rank = is_token_in_rank_.view(DType::kBool, {num_tokens_, shape_.num_ranks});
   a.stream.compute_stream = stream;
@@ -207,6 +231,9 @@ DispatchArgs RankIo::dispatch_args(cudaStream_t stream) const {
   a.topk_idx = topk_idx_.view(DType::kInt64, {num_tokens_, shape_.num_topk});
   a.topk_weights = topk_weights_.view(DType::kFloat32, {num_tokens_, shape_.num_topk});
   a.num_tokens_per_rank = num_tokens_per_rank_.view(DType::kInt32, {shape_.num_ranks});
+  if (shape_.internode()) {
+    a.num_tokens_per_rdma_rank = num_tokens_per_rdma_rank_.view(DType::kInt32, {shape_.num_nodes()});
+  }
   a.num_tokens_per_expert = num_tokens_per_expert_.view(DType::kInt32, {shape_.num_experts});
   a.is_token_in_rank = is_token_in_rank_.view(DType::kBool, {num_tokens_, shape_.num_ranks});
   a.num_worst_tokens = shape_.num_worst_tokens;
@@ -233,6 +260,12 @@ void RankIo::dispatch(Buffer& buffer, cudaStream_t stream) {
   const DispatchArgs a = dispatch_args(stream);
   prepare_handle();
   counts = buffer.dispatch_notify(a, handle);
+  if (shape_.internode()) {
+    if (counts.num_forward_rows * shape_.per_node() > static_cast<std::int64_t>(forward_rows_.size())) {
+      throw std::runtime_error("test: " + std::to_string(counts.num_forward_rows) + " relayed rows exceed the arrays");
+    }
+    handle.forward_rows = forward_rows_.view(DType::kInt32, {counts.num_forward_rows, shape_.per_node()});
+  }
   const std::int64_t rows = counts.num_recv_rows;
   if (rows < 0 || rows > shape_.recv_capacity()) {
     throw std::runtime_error("test: dispatch receives " + std::to_string(rows) + " rows, the arrays hold " +
@@ -259,6 +292,7 @@ void RankIo::run_round(Buffer& buffer, cudaStream_t stream) {
 RankOutputs RankIo::download() const {
   RankOutputs o;
   o.num_tokens_per_rank = num_tokens_per_rank_.download();
+  if (shape_.internode()) o.num_tokens_per_rdma_rank = num_tokens_per_rdma_rank_.download();
   o.num_tokens_per_expert = num_tokens_per_expert_.download();
   o.is_token_in_rank = is_token_in_rank_.download();
   o.rank_prefix_matrix = rank_prefix_matrix_.download();
@@ -295,7 +329,7 @@ Expected expected_results(const IoShape& s, const std::vector<ref::RankDispatchI
   std::vector<int> home_tokens;
   for (const auto& in : inputs) {
     e.layouts.push_back(
-        ref::get_dispatch_layout(in.topk_idx, in.num_tokens, s.num_topk, s.num_experts, s.num_ranks, s.num_ranks));
+        ref::get_dispatch_layout(in.topk_idx, in.num_tokens, s.num_topk, s.num_experts, s.num_ranks, s.per_node()));
     home_tokens.push_back(in.num_tokens);
   }
   const ref::DispatchSpec spec{s.num_ranks, s.num_experts, s.num_topk, s.row_bytes(), 0, 1};
@@ -333,6 +367,10 @@ void IoSet::poison_outputs() {
   for (auto& r : ranks_) r.poison_outputs();
 }
 
+void IoSet::poison_combine_outputs() {
+  for (auto& r : ranks_) r.poison_combine_outputs();
+}
+
 std::int64_t IoSet::count_mismatches(const std::string& context) const {
   Mismatches check(context);
   for (int r = 0; r < shape_.num_ranks; ++r) {
@@ -359,6 +397,17 @@ BufferOptions options_with_timeout_ms(std::uint64_t timeout_ms) {
   BufferOptions options;
   options.timeout_ns = timeout_ms * 1'000'000ull;
   return options;
+}
+
+std::unique_ptr<Cluster> make_cluster(const IoShape& shape, std::int64_t buffer_tokens, BufferOptions options) {
+  std::int64_t num_rdma_bytes = 0;
+  if (shape.internode()) {
+    options.emulated_ranks_per_node = shape.per_node();
+    num_rdma_bytes = Buffer::internode_size_hint(buffer_tokens, shape.hidden, shape.num_ranks, shape.per_node(),
+                                                 shape.num_topk);
+  }
+  return std::make_unique<Cluster>(shape.num_ranks, Buffer::intranode_size_hint(buffer_tokens, shape.num_ranks),
+                                   options, 0, num_rdma_bytes);
 }
 
 }  // namespace moe_ep::test

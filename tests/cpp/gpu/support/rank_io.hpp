@@ -19,6 +19,7 @@ namespace moe_ep::test {
 // What every rank of one test shares. The payload is bf16.
 struct IoShape {
   int num_ranks = 2;
+  int ranks_per_node = 0;     // < num_ranks: emulated nodes (internode kernels); 0: one node
   int hidden = 512;
   int num_experts = 16;
   int num_topk = 4;
@@ -27,6 +28,9 @@ struct IoShape {
   int num_sms = 4;
 
   int row_bytes() const { return hidden * 2; }
+  int per_node() const { return ranks_per_node > 0 ? ranks_per_node : num_ranks; }
+  int num_nodes() const { return num_ranks / per_node(); }
+  bool internode() const { return per_node() < num_ranks; }
   // Rows of the receive arrays: num_worst_tokens, else every token of every rank.
   std::int64_t recv_capacity() const {
     return num_worst_tokens > 0 ? num_worst_tokens : static_cast<std::int64_t>(num_ranks) * max_tokens;
@@ -35,7 +39,7 @@ struct IoShape {
 
 // Everything one rank's round wrote, downloaded (whole arrays, padding included).
 struct RankOutputs {
-  std::vector<int> num_tokens_per_rank, num_tokens_per_expert;
+  std::vector<int> num_tokens_per_rank, num_tokens_per_expert, num_tokens_per_rdma_rank;
   std::vector<std::uint8_t> is_token_in_rank;
   std::vector<int> rank_prefix_matrix, send_pos, recv_src_idx;
   std::vector<std::uint16_t> recv_x;
@@ -57,6 +61,7 @@ class RankIo {
   // them) and poisons every output. From a thread with no collective in flight.
   void set_inputs(const reference::RankDispatchInput& input);
   void poison_outputs();
+  void poison_combine_outputs();  // only what combine writes (the handle stays usable)
   // Replaces the uploaded top-k ids only (e.g. with ids the layout never saw).
   void overwrite_topk_idx(const std::vector<std::int64_t>& topk_idx);
   int num_tokens() const { return num_tokens_; }
@@ -87,7 +92,9 @@ class RankIo {
   DeviceArray<float> topk_weights_;
   DeviceArray<int> num_tokens_per_rank_, num_tokens_per_expert_;
   DeviceArray<std::uint8_t> is_token_in_rank_;
-  DeviceArray<int> rank_prefix_matrix_, send_pos_, recv_src_idx_;
+  DeviceArray<int> rank_prefix_matrix_, send_pos_;
+  DeviceArray<int> num_tokens_per_rdma_rank_, rdma_send_pos_, forwarded_prefix_, forward_rows_;  // internode
+  DeviceArray<int> recv_src_idx_;
   DeviceArray<std::uint16_t> recv_x_;
   DeviceArray<std::int64_t> recv_topk_idx_;
   DeviceArray<float> recv_topk_weights_;
@@ -116,6 +123,7 @@ class IoSet {
   void set_random_inputs(const std::vector<int>& num_tokens, std::uint64_t seed, double hole_fraction = 0.1,
                          Routing routing = Routing::kUniform);
   void poison_outputs();
+  void poison_combine_outputs();
   const std::vector<reference::RankDispatchInput>& inputs() const { return inputs_; }
   const Expected& expected() const { return expected_; }
 
@@ -145,5 +153,8 @@ void run_round_on_all_ranks(Cluster& cluster, IoSet& io);
 void reset_all_ranks(Cluster& cluster);
 // BufferOptions with a short device timeout, for tests that expect waits to expire.
 BufferOptions options_with_timeout_ms(std::uint64_t timeout_ms);
+// A cluster for `shape` (emulated nodes when shape.internode(), RDMA window sized for
+// max_tokens) whose buffers hold buffer_tokens per rank.
+std::unique_ptr<Cluster> make_cluster(const IoShape& shape, std::int64_t buffer_tokens, BufferOptions options);
 
 }  // namespace moe_ep::test
