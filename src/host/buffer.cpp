@@ -181,8 +181,10 @@ std::int64_t Buffer::internode_size_hint(std::int64_t max_tokens_per_rank, std::
 int Buffer::max_num_sms() const { return impl_->num_device_sms / impl_->ranks_on_device; }
 
 std::int64_t Buffer::intranode_size_hint(std::int64_t max_tokens_per_rank, int num_ranks, std::int64_t hidden_bytes) {
-  // Combine stages the most: every received row (up to num_ranks * max_tokens) with its
-  // top-k weights; each staged tensor may be padded to 128 bytes.
+  // Staging holds, per received row (up to num_ranks * max_tokens): the combine input
+  // with its top-k weights, or (internode dispatch) the row with its scales (smaller than
+  // a bf16 row), top-k ids (int64), weights and source index; each staged tensor may be
+  // padded to 128 bytes.
   host::require(max_tokens_per_rank >= 0 && max_tokens_per_rank <= protocol::kMaxTokensPerRank, "intranode_size_hint",
                 "max_tokens_per_rank=" + std::to_string(max_tokens_per_rank) + " outside [0, " +
                     std::to_string(protocol::kMaxTokensPerRank) + "]");
@@ -190,7 +192,7 @@ std::int64_t Buffer::intranode_size_hint(std::int64_t max_tokens_per_rank, int n
   // A buffer with staging keeps full-size send lists (carve_nvl_buffer_for_bytes gives the
   // lists their maximum first), then the staging.
   const std::int64_t max_recv_rows = max_tokens_per_rank * num_ranks;
-  const std::int64_t staging = max_recv_rows * (hidden_bytes + 4 * kMaxTopk) + 4 * 128;
+  const std::int64_t staging = max_recv_rows * (hidden_bytes + 12 * kMaxTopk + 4) + 5 * 128;
   return protocol::carve_nvl_buffer(protocol::kMaxTokensPerRank, staging + 127).total_bytes;
 }
 

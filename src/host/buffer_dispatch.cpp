@@ -226,6 +226,7 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
   sink.ctx = ctx;
   sink.flags = protocol::FlagSet::kSinkReady;
   sink.phase = protocol::Phase::kDispatchPublishOutputs;
+  sink.sink.owner_base = static_cast<std::uint8_t*>(impl_->nvl->local());
   sink.sink.recv_x = out.recv_x.ptr<std::uint8_t>();
   sink.sink.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
   sink.sink.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;

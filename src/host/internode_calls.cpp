@@ -2,13 +2,44 @@
 #include "host/internode_calls.hpp"
 
 #include <climits>
+#include <type_traits>
+#include <vector>
 
+#include "host/staging.hpp"
 #include "host/validation.hpp"
+#include "runtime/cuda_check.hpp"
 
 namespace moe_ep::host {
 namespace {
 
 protocol::Op dispatch_op(bool cached) { return cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch; }
+
+struct OutputCopy {
+  void* output;
+  const void* staged;
+  std::int64_t bytes;
+};
+
+// Process groups: node peers cannot address this rank's outputs, so its sink points at
+// staged copies in its NVL buffer (which they map); returns the copies to make after the
+// forward phase, whose done barrier orders every peer's writes before them.
+std::vector<OutputCopy> stage_sink(const Buffer::Impl& b, protocol::SinkDescriptor& sink, std::int64_t rows,
+                                   const DispatchShape& s) {
+  host::StagingArea staging = b.staging("dispatch");
+  std::vector<OutputCopy> copies;
+  auto redirect = [&](auto*& field, std::int64_t row_bytes) {
+    if (field == nullptr) return;
+    auto* staged = static_cast<std::remove_reference_t<decltype(field)>>(staging.reserve(rows * row_bytes));
+    copies.push_back({field, staged, rows * row_bytes});
+    field = staged;
+  };
+  redirect(sink.recv_x, s.row_bytes);
+  redirect(sink.recv_x_scales, 4LL * s.num_scales);
+  redirect(sink.recv_topk_idx, 8LL * s.num_topk);
+  redirect(sink.recv_topk_weights, 4LL * s.num_topk);
+  redirect(sink.recv_src_idx, 4);
+  return copies;
+}
 
 }  // namespace
 
@@ -63,6 +94,7 @@ void launch_internode_dispatch(const Buffer::Impl& b, const DispatchArgs& a, con
   sink.ctx = ctx.node;
   sink.flags = protocol::FlagSet::kSinkReady;
   sink.phase = protocol::Phase::kDispatchPublishOutputs;
+  sink.sink.owner_base = static_cast<std::uint8_t*>(b.nvl->local());
   sink.sink.recv_x = out.recv_x.ptr<std::uint8_t>();
   sink.sink.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
   sink.sink.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;
@@ -70,6 +102,8 @@ void launch_internode_dispatch(const Buffer::Impl& b, const DispatchArgs& a, con
       s.num_topk > 0 && a.topk_weights.defined() ? out.recv_topk_weights.ptr<float>() : nullptr;
   sink.sink.recv_src_idx = cached ? nullptr : handle.recv_src_idx.ptr<int>();
   sink.sink.num_rows = static_cast<int>(handle.num_recv_rows);
+  std::vector<OutputCopy> copies;
+  if (!b.group->shares_address_space()) copies = stage_sink(b, sink.sink, handle.num_recv_rows, s);
 
   kernels::InternodeSendParams send{};
   send.ctx = ctx;
@@ -106,6 +140,9 @@ void launch_internode_dispatch(const Buffer::Impl& b, const DispatchArgs& a, con
   kernels::launch_publish(sink, comm);
   kernels::launch_internode_send(send, num_sms, comm);
   kernels::launch_internode_forward(forward, num_sms, comm);
+  for (const OutputCopy& c : copies) {
+    if (c.bytes > 0) MOE_EP_CUDA_CHECK(cudaMemcpyAsync(c.output, c.staged, c.bytes, cudaMemcpyDeviceToDevice, comm));
+  }
 }
 
 void launch_internode_combine(const Buffer::Impl& b, const CombineArgs& a, const DispatchHandle& handle, int hidden,

@@ -19,6 +19,8 @@ class StagingArea {
   // Copies the rows of a 2-D `t` (any row stride) densely: the staged row stride is
   // `row_bytes`.
   const void* stage_rows(const TensorView& t, std::int64_t row_bytes, cudaStream_t stream);
+  // Room for `bytes` that peers will write (128-byte aligned); nullptr for 0 bytes.
+  void* reserve(std::int64_t bytes) { return bytes == 0 ? nullptr : take(bytes); }
 
  private:
   std::uint8_t* take(std::int64_t bytes);  // throws InvalidArgument when staging is too small

@@ -32,9 +32,11 @@ struct SourceDescriptor {
 };
 static_assert(std::is_trivially_copyable_v<SourceDescriptor>);
 
-// Where a receiving rank wants its dispatched rows written (its output tensors); senders
-// push into them after the sink_ready barrier.
+// Where a receiving rank wants its dispatched rows written (its output tensors, or for
+// process groups their staged copies in its NVL buffer); senders push into them after the
+// sink_ready barrier. Pointers are in the owner's address space, rebased like sources.
 struct SinkDescriptor {
+  std::uint8_t* owner_base;
   std::uint8_t* recv_x;          // [num_rows, row_bytes]
   float* recv_x_scales;          // [num_rows, num_scales] or null
   std::int64_t* recv_topk_idx;   // [num_rows, num_topk] or null

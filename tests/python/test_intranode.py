@@ -130,21 +130,32 @@ def test_num_rdma_bytes_without_low_latency_needs_emulated_nodes():
 
 
 @pytest.fixture(scope="module")
-def process_buffer():
+def process_buffers():
+    """One buffer per node shape: every process on one node, and each process its own
+    emulated node (the internode kernels across processes)."""
     dist = torch.distributed
     world = torchrun_world(torch, "tests/python/test_intranode.py")
-    buffer = moe_ep.Buffer(dist.group.WORLD, moe_ep.Buffer.intranode_size_hint(MAX_TOKENS, world, HIDDEN * 2))
-    yield buffer
+    nvl_bytes = moe_ep.Buffer.intranode_size_hint(MAX_TOKENS, world, HIDDEN * 2)
+    rdma_bytes = moe_ep.Buffer.get_internode_rdma_size_hint(MAX_TOKENS, HIDDEN, world, 1, NUM_TOPK)
+    buffers = {1: moe_ep.Buffer(dist.group.WORLD, nvl_bytes),
+               world: moe_ep.Buffer(dist.group.WORLD, nvl_bytes, rdma_bytes, emulated_ranks_per_node=1)}
+    yield buffers
     torch.cuda.synchronize()
     dist.barrier()
-    buffer.destroy()
+    for buffer in buffers.values():
+        buffer.destroy()
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
-def test_one_rank_per_process(process_buffer, case):
+@pytest.mark.parametrize("num_nodes", ["one-node", "node-per-rank"])
+def test_one_rank_per_process(process_buffers, num_nodes, case):
     dist = torch.distributed
     rank, world = dist.get_rank(), dist.get_world_size()
+    internode = num_nodes == "node-per-rank"
+    buffer = process_buffers[world if internode else 1]
     inputs, (layouts, received) = _scenario(case, world)
-    out = run_rank(process_buffer, case, to_device(case, inputs[rank], torch.cuda.current_device()), rank, world)
+    out = run_rank(buffer, case, to_device(case, inputs[rank], torch.cuda.current_device()), rank, world)
     torch.cuda.synchronize()
-    check_rank(case, rank, out, layouts, received)
+    check_rank(case, rank, out, layouts, received, internode)
+    if internode:
+        check_internode(case, rank, out, layouts, received, 1)

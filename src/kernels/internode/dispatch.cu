@@ -79,7 +79,9 @@ __global__ void __launch_bounds__(kThreads) internode_forward_kernel(const __gri
     return;
   }
   __shared__ protocol::SinkDescriptor sinks[kMaxNvlRanks];
-  if (static_cast<int>(threadIdx.x) < P) sinks[threadIdx.x] = peer_header(ctx.node, threadIdx.x)->sink;
+  if (static_cast<int>(threadIdx.x) < P) {
+    sinks[threadIdx.x] = rebase(peer_header(ctx.node, threadIdx.x)->sink, ctx.node.peer_bases[threadIdx.x]);
+  }
   __syncthreads();
 
   const protocol::DispatchRecord& r = p.carve.record;

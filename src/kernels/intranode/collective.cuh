@@ -14,16 +14,30 @@ __device__ __forceinline__ protocol::NvlHeader* peer_header(const CollectiveCont
   return reinterpret_cast<protocol::NvlHeader*>(ctx.peer_bases[peer]);
 }
 
+// A pointer of a peer's descriptor moved by `delta` bytes into this rank's address space.
+template <typename T>
+__device__ __forceinline__ T* moved(T* ptr, std::ptrdiff_t delta) {
+  return ptr == nullptr ? ptr : reinterpret_cast<T*>(reinterpret_cast<std::uintptr_t>(ptr) + delta);
+}
+
 // A peer's descriptor with its pointers moved into this rank's address space.
 __device__ __forceinline__ protocol::SourceDescriptor rebase(protocol::SourceDescriptor d,
                                                              const std::uint8_t* mapped_owner_base) {
   const std::ptrdiff_t delta = mapped_owner_base - d.owner_base;
-  auto move = [delta](auto* ptr) { return ptr == nullptr ? ptr : reinterpret_cast<decltype(ptr)>(
-                                                                      reinterpret_cast<const std::uint8_t*>(ptr) + delta); };
-  d.x = move(d.x);
-  d.x_scales = move(d.x_scales);
-  d.topk_idx = move(d.topk_idx);
-  d.topk_weights = move(d.topk_weights);
+  d.x = moved(d.x, delta);
+  d.x_scales = moved(d.x_scales, delta);
+  d.topk_idx = moved(d.topk_idx, delta);
+  d.topk_weights = moved(d.topk_weights, delta);
+  return d;
+}
+__device__ __forceinline__ protocol::SinkDescriptor rebase(protocol::SinkDescriptor d,
+                                                           const std::uint8_t* mapped_owner_base) {
+  const std::ptrdiff_t delta = mapped_owner_base - d.owner_base;
+  d.recv_x = moved(d.recv_x, delta);
+  d.recv_x_scales = moved(d.recv_x_scales, delta);
+  d.recv_topk_idx = moved(d.recv_topk_idx, delta);
+  d.recv_topk_weights = moved(d.recv_topk_weights, delta);
+  d.recv_src_idx = moved(d.recv_src_idx, delta);
   return d;
 }
 

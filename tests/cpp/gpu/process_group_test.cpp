@@ -1,6 +1,7 @@
 // Process group over CUDA IPC: two processes on one GPU (each a rank) bootstrap through a
 // file allgather, map each other's buffers, exchange values through the mappings, then
-// dispatch and combine over the group against the CPU reference. Children are this binary
+// dispatch and combine over the group against the CPU reference, on one node and as two
+// emulated nodes (the internode kernels across processes). Children are this binary
 // started with a flag. Without MPS the two contexts time-slice: slow, but correct.
 #include <gtest/gtest.h>
 

@@ -23,7 +23,9 @@ namespace {
 // Dispatch (FP8 with scales and top-k) then combine of the received rows dequantized to
 // BF16, over the process group, checked against the CPU reference. Every process draws
 // every rank's inputs from the same seed, so each can compute its own expected results.
-std::int64_t run_process_group_exchange(const std::shared_ptr<Group>& group) {
+// ranks_per_node > 0: emulated nodes of that many ranks (the internode kernels, with the
+// RDMA window mapped across processes and outputs staged for node peers).
+std::int64_t run_process_group_exchange(const std::shared_ptr<Group>& group, int ranks_per_node) {
   namespace ref = moe_ep::reference;
   constexpr int kTokens = 200, kHidden = 1024, kTopk = 4, kExperts = 16, kScales = kHidden / 128;
   const int R = group->size(), me = group->rank();
@@ -39,7 +41,13 @@ std::int64_t run_process_group_exchange(const std::shared_ptr<Group>& group) {
   const auto want = ref::dispatch({R, kExperts, kTopk, kHidden, kScales, 1}, inputs);
   const auto& mine = inputs[me];
 
-  Buffer buffer(group, Buffer::intranode_size_hint(kTokens, R, kHidden * 2));
+  const bool internode = ranks_per_node > 0 && ranks_per_node < R;
+  const int N = internode ? R / ranks_per_node : 1;
+  BufferOptions options;
+  options.emulated_ranks_per_node = ranks_per_node;
+  const std::int64_t num_rdma_bytes =
+      internode ? Buffer::internode_size_hint(kTokens, kHidden, R, ranks_per_node, kTopk) : 0;
+  Buffer buffer(group, Buffer::intranode_size_hint(kTokens, R, kHidden * 2), num_rdma_bytes, options);
   cudaStream_t stream;
   MOE_EP_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   DeviceArray<std::uint8_t> x(mine.x);
@@ -47,7 +55,9 @@ std::int64_t run_process_group_exchange(const std::shared_ptr<Group>& group) {
   DeviceArray<std::int64_t> topk(mine.topk_idx);
   DeviceArray<int> per_rank(R), per_expert(kExperts), prefix(R * R), send_pos(kTokens * R);
   DeviceArray<std::uint8_t> in_rank(kTokens * R);
-  LayoutArgs layout{topk.view(DType::kInt64, {kTokens, kTopk}), kExperts, per_rank.view(DType::kInt32, {R}), {},
+  DeviceArray<int> per_node(N), rdma_send_pos(kTokens * N), forwarded_prefix(N);
+  const TensorView per_node_view = internode ? per_node.view(DType::kInt32, {N}) : TensorView{};
+  LayoutArgs layout{topk.view(DType::kInt64, {kTokens, kTopk}), kExperts, per_rank.view(DType::kInt32, {R}), per_node_view,
                     per_expert.view(DType::kInt32, {kExperts}), in_rank.view(DType::kBool, {kTokens, R}), {stream}};
   buffer.get_dispatch_layout(layout);
   DispatchArgs args;
@@ -58,12 +68,19 @@ std::int64_t run_process_group_exchange(const std::shared_ptr<Group>& group) {
   args.num_tokens_per_rank = layout.num_tokens_per_rank;
   args.num_tokens_per_expert = layout.num_tokens_per_expert;
   args.is_token_in_rank = layout.is_token_in_rank;
+  args.num_tokens_per_rdma_rank = per_node_view;
   args.config.num_sms = 4;
   args.stream.compute_stream = stream;
   DispatchHandle handle;
   handle.rank_prefix_matrix = prefix.view(DType::kInt32, {R, R});
   handle.send_pos = send_pos.view(DType::kInt32, {kTokens, R});
+  if (internode) {
+    handle.rdma_send_pos = rdma_send_pos.view(DType::kInt32, {kTokens, N});
+    handle.forwarded_prefix = forwarded_prefix.view(DType::kInt32, {N});
+  }
   const DispatchCounts counts = buffer.dispatch_notify(args, handle);
+  DeviceArray<int> forward_rows(counts.num_forward_rows * ranks_per_node);
+  if (internode) handle.forward_rows = forward_rows.view(DType::kInt32, {counts.num_forward_rows, ranks_per_node});
   const std::int64_t rows = counts.num_recv_rows;
   DeviceArray<std::uint8_t> recv_x(rows * kHidden);
   DeviceArray<float> recv_scales(rows * kScales), recv_weights(rows * kTopk);
@@ -108,9 +125,12 @@ std::int64_t run_process_group_exchange(const std::shared_ptr<Group>& group) {
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
   buffer.check_error();
   const auto got = combined.download();
+  // Every returned row of a token has the same sign per element (one row scaled by 1 + r),
+  // so each node's bf16 partial adds at most |w| / 256 more across nodes.
+  const double rounding = internode ? 2.0 / 256 : 1.0 / 256;
   for (std::size_t i = 0; i < got.size(); ++i) {
     const double w = sums[me].combined_x[i];
-    bad += std::fabs(ref::bf16_to_float(got[i]) - w) > std::fabs(w) / 256 + 1e-3;
+    bad += std::fabs(ref::bf16_to_float(got[i]) - w) > std::fabs(w) * rounding + 1e-3;
   }
   const auto got_weights = combined_weights.download();
   for (std::size_t i = 0; i < got_weights.size(); ++i) {
@@ -144,10 +164,14 @@ int run_process_group_child(int rank, int size, const std::string& dir) {
         return 1;
       }
     }
-    const std::int64_t bad = run_process_group_exchange(group);
-    if (bad != 0) {
-      std::fprintf(stderr, "rank %d: %lld mismatching elements in dispatch/combine\n", rank, static_cast<long long>(bad));
-      return 1;
+    // One node, then every rank its own emulated node (2 processes: 2x1).
+    for (const int ranks_per_node : {0, 1}) {
+      const std::int64_t bad = run_process_group_exchange(group, ranks_per_node);
+      if (bad != 0) {
+        std::fprintf(stderr, "rank %d: %lld mismatching elements in dispatch/combine (ranks_per_node %d)\n", rank,
+                     static_cast<long long>(bad), ranks_per_node);
+        return 1;
+      }
     }
     group->barrier();
     return 0;
