@@ -47,12 +47,20 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
     : group(std::move(g)), options(opts), rank(group->rank()), num_ranks(group->size()), device(group->device()),
       id(next_buffer_id.fetch_add(1)), guard_for_construction(device) {
   const std::string op = "Buffer";
+  host::require(options.emulated_ranks_per_node >= 0 &&
+                    (options.emulated_ranks_per_node == 0 || num_ranks % options.emulated_ranks_per_node == 0),
+                op, "emulated_ranks_per_node=" + std::to_string(options.emulated_ranks_per_node) +
+                        " must divide the group size " + std::to_string(num_ranks));
+  ranks_per_node =
+      options.emulated_ranks_per_node > 0 ? options.emulated_ranks_per_node : group->num_ranks_per_node();
+  const auto window = protocol::carve_internode_window(num_rdma_bytes, num_ranks, num_nodes());
+  internode_window_bytes = window.total_bytes;
   if (group->num_ranks_per_node() < num_ranks || options.use_gin_transport) {
     // Ranks on several nodes: the RDMA engine first (it says whether this machine has one).
-    const std::int64_t window = (std::max<std::int64_t>(num_rdma_bytes, 1 << 20) + 15) / 16 * 16;
-    host::make_internode_transport(*group, window, group->num_ranks_per_node());
-    host::fail(op, "the transport is up, but the internode kernels run over the emulated transport only in this "
-                   "build, not over GIN yet (on one node: BufferOptions::emulated_ranks_per_node)");
+    gin = host::make_internode_transport(*group, window.total_bytes - transport::kSignalBytes, ranks_per_node);
+    host::require(internode(), op,
+                  "the GIN transport is up, but only the internode high-throughput kernels run over it in this "
+                  "build: not low latency, and not ranks on one node (set emulated_ranks_per_node to split them)");
   }
   host::require(num_ranks <= kMaxNvlRanks, op,
                 "group of " + std::to_string(num_ranks) + " ranks exceeds the NVLink-domain maximum kMaxNvlRanks = " +
@@ -60,11 +68,6 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
   host::require(num_nvl_bytes >= 0, op, "num_nvl_bytes must be >= 0, got " + std::to_string(num_nvl_bytes));
   MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&num_device_sms, cudaDevAttrMultiProcessorCount, device));
 
-  host::require(options.emulated_ranks_per_node >= 0 &&
-                    (options.emulated_ranks_per_node == 0 || num_ranks % options.emulated_ranks_per_node == 0),
-                op, "emulated_ranks_per_node=" + std::to_string(options.emulated_ranks_per_node) +
-                        " must divide the group size " + std::to_string(num_ranks));
-  ranks_per_node = options.emulated_ranks_per_node > 0 ? options.emulated_ranks_per_node : num_ranks;
   ll_all_rdma = !options.allow_nvlink_for_low_latency && num_ranks > 1;
 
   // Every rank must agree on the buffer's shape (TEST_CASES B7): compare collectively.
@@ -106,11 +109,11 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
     host::require(slots.total() <= transport::kMaxSignals, op,
                   std::to_string(num_ranks) + " ranks need " + std::to_string(slots.total()) +
                       " transport signal slots; the window has " + std::to_string(transport::kMaxSignals));
-    const auto window = protocol::carve_internode_window(num_rdma_bytes, num_ranks, num_nodes());
     host::require(window.half_bytes > 0, op,
                   "num_rdma_bytes=" + std::to_string(num_rdma_bytes) + " is too small for internode dispatch across " +
                       std::to_string(num_nodes()) + " nodes; size it with Buffer::internode_size_hint");
-    rdma = std::make_unique<runtime::PeerMapping>(*group, static_cast<std::size_t>(window.total_bytes));
+    // Over GIN the window is NCCL's; otherwise peer memory used as emulated RDMA.
+    if (!gin) rdma = std::make_unique<runtime::PeerMapping>(*group, static_cast<std::size_t>(window.total_bytes));
     kernels::preload_internode_notify_kernel();
     kernels::preload_internode_dispatch_kernels();
     kernels::preload_internode_combine_kernels();
@@ -202,6 +205,8 @@ void Buffer::check_error() { impl_->ensure_usable("check_error"); }
 
 void Buffer::reset() {
   runtime::DeviceGuard guard(impl_->device);
+  // GIN signals cannot be cleared, and the calls that count them restart at zero.
+  host::require(!impl_->gin, "reset", "a buffer over the GIN transport cannot be reset yet: destroy and recreate it");
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(impl_->comm_stream.get()));
   impl_->group->barrier();  // no peer is still signalling into this buffer
   // Ordered on the comm stream and waited for: a legacy-stream memset could land after the
@@ -311,19 +316,13 @@ kernels::CollectiveContext Buffer::Impl::node_context(protocol::Op op) const {
   return ctx;
 }
 
-kernels::InternodeContext Buffer::Impl::internode_context(protocol::Op op) const {
-  kernels::InternodeContext ctx{};
-  for (int r = 0; r < num_ranks; ++r) ctx.windows.bases[r] = rdma->bases()[r];
-  ctx.windows.window_bytes = static_cast<std::int64_t>(rdma->bytes());
-  ctx.windows.topology = transport::TransportTopology{rank, num_ranks, ranks_per_node};
-  ctx.windows.gpu_scope = ranks_on_device == num_ranks;
-  ctx.window = protocol::carve_internode_window(ctx.windows.window_bytes, num_ranks, num_nodes());
-  ctx.slots = protocol::InternodeSlots{num_ranks, num_nodes()};
-  ctx.node = node_context(op);
-  ctx.timeout_ns = options.timeout_ns;
-  ctx.state = device_state();
-  ctx.error = &host_on_device()->error;
-  return ctx;
+transport::MemoryWindows Buffer::Impl::memory_windows() const {
+  transport::MemoryWindows w{};
+  for (int r = 0; r < num_ranks; ++r) w.bases[r] = rdma->bases()[r];
+  w.window_bytes = static_cast<std::int64_t>(rdma->bytes());
+  w.topology = transport::TransportTopology{rank, num_ranks, ranks_per_node};
+  w.gpu_scope = ranks_on_device == num_ranks;
+  return w;
 }
 
 kernels::CollectiveContext Buffer::Impl::context(protocol::Op op) const {

@@ -50,11 +50,27 @@ struct Buffer::Impl {
   bool ll_mirrored() const { return ll_all_rdma || ranks_per_node < num_ranks; }
   // High throughput across nodes: the transport window of num_rdma_bytes, and the
   // node-local NVLink context (this node's ranks of the NVL buffers).
+  // Over GIN (ranks on several nodes, or use_gin_transport): the transport host (opaque,
+  // transport::GinTransportHost) owns the window instead.
   std::unique_ptr<runtime::PeerMapping> rdma;
+  std::shared_ptr<void> gin;
+  std::int64_t internode_window_bytes = 0;  // signal region included
   bool internode() const { return !options.low_latency_mode && ranks_per_node < num_ranks; }
   int num_nodes() const { return num_ranks / ranks_per_node; }
   kernels::CollectiveContext node_context(protocol::Op op) const;
-  kernels::InternodeContext internode_context(protocol::Op op) const;
+  transport::MemoryWindows memory_windows() const;  // the emulated transport's (rdma)
+  template <typename Windows>
+  kernels::InternodeContext<Windows> internode_context(protocol::Op op, const Windows& windows) const {
+    kernels::InternodeContext<Windows> ctx{};
+    ctx.windows = windows;
+    ctx.window = protocol::carve_internode_window(internode_window_bytes, num_ranks, num_nodes());
+    ctx.slots = protocol::InternodeSlots{num_ranks, num_nodes()};
+    ctx.node = node_context(op);
+    ctx.timeout_ns = options.timeout_ns;
+    ctx.state = device_state();
+    ctx.error = &host_on_device()->error;
+    return ctx;
+  }
 
   std::string failure;  // non-empty: refuse calls until reset
   FaultInjection fault;

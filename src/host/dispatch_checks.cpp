@@ -10,11 +10,10 @@ namespace {
 // Internode: the tokens of one call must fit the dispatch half of the RDMA window.
 void check_internode_capacity(const std::string& op, const Buffer::Impl& b, const DispatchShape& s) {
   if (!b.internode()) return;
-  const auto window = protocol::carve_internode_window(static_cast<std::int64_t>(b.rdma->bytes()), b.num_ranks,
-                                                       b.num_nodes());
+  const auto window = protocol::carve_internode_window(b.internode_window_bytes, b.num_ranks, b.num_nodes());
   const auto carve = protocol::carve_internode_dispatch(window, s.row_bytes, s.num_scales, s.num_topk, b.ranks_per_node);
   require(s.num_tokens <= carve.capacity, op,
-          "x has " + std::to_string(s.num_tokens) + " tokens but num_rdma_bytes=" + std::to_string(b.rdma->bytes()) +
+          "x has " + std::to_string(s.num_tokens) + " tokens but num_rdma_bytes=" + std::to_string(b.internode_window_bytes) +
               " holds " + std::to_string(carve.capacity) + " per rank for rows of " + std::to_string(s.row_bytes) +
               " bytes across " + std::to_string(b.num_nodes()) + " nodes (see Buffer::internode_size_hint)");
 }

@@ -3,16 +3,36 @@
 
 #include <climits>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "host/staging.hpp"
 #include "host/validation.hpp"
 #include "runtime/cuda_check.hpp"
+#if defined(MOE_EP_WITH_GIN)
+#include "transport/gin/gin_transport_host.hpp"
+#endif
 
 namespace moe_ep::host {
 namespace {
 
 protocol::Op dispatch_op(bool cached) { return cached ? protocol::Op::kCachedDispatch : protocol::Op::kDispatch; }
+
+// Calls body(context) with the internode context of the buffer's transport: GIN when it
+// has one, else RDMA emulated over peer memory. The kernels are instantiated for both.
+template <typename Body>
+void over_transport(const Buffer::Impl& b, protocol::Op op, Body&& body) {
+#if defined(MOE_EP_WITH_GIN)
+  if (b.gin) {
+    body(b.internode_context(op, static_cast<const transport::GinTransportHost*>(b.gin.get())->windows()));
+    return;
+  }
+#endif
+  body(b.internode_context(op, b.memory_windows()));
+}
+
+template <typename Context>
+using WindowsOf = std::decay_t<decltype(std::declval<Context>().windows)>;
 
 struct OutputCopy {
   void* output;
@@ -53,131 +73,137 @@ void check_internode_handle(const std::string& op, const Buffer::Impl& b, const 
 
 void launch_internode_notify(const Buffer::Impl& b, const DispatchArgs& a, const DispatchShape& s,
                              DispatchHandle& handle, bool cached, bool host_sync, cudaStream_t comm) {
-  kernels::InternodeNotifyParams p{};
-  p.ctx = b.internode_context(dispatch_op(cached));
-  p.cached = cached;
-  p.num_tokens = static_cast<int>(s.num_tokens);
-  p.num_experts = s.num_experts;
-  p.num_topk = s.num_topk;
-  p.row_bytes = static_cast<int>(s.row_bytes);
-  p.num_scales = s.num_scales;
-  p.expert_alignment = a.expert_alignment;
-  p.num_worst_tokens = a.num_worst_tokens;
-  // Without a host sync the caller sizes forward_rows for the worst case: every token a
-  // rank of this node receives, relayed by this rank.
-  p.forward_capacity = a.num_worst_tokens > 0 ? a.num_worst_tokens * b.ranks_per_node : INT_MAX;
-  if (!cached) {
-    p.topk_idx = a.topk_idx.ptr<const std::int64_t>();
-    p.is_token_in_rank = a.is_token_in_rank.ptr<const bool>();
-    p.num_tokens_per_rank = a.num_tokens_per_rank.ptr<const int>();
-    p.num_tokens_per_rdma_rank = a.num_tokens_per_rdma_rank.ptr<const int>();
-    p.num_tokens_per_expert = a.num_tokens_per_expert.ptr<const int>();
-    p.send_pos = handle.send_pos.ptr<int>();
-    p.rdma_send_pos = handle.rdma_send_pos.ptr<int>();
-    p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<int>();
-    p.forwarded_prefix = handle.forwarded_prefix.ptr<int>();
-  }
-  p.host_state = b.host_on_device();
-  p.host_waits = host_sync;
-  kernels::launch_internode_notify(p, comm);
+  over_transport(b, dispatch_op(cached), [&](const auto& ctx) {
+    kernels::InternodeNotifyParams<WindowsOf<decltype(ctx)>> p{};
+    p.ctx = ctx;
+    p.cached = cached;
+    p.num_tokens = static_cast<int>(s.num_tokens);
+    p.num_experts = s.num_experts;
+    p.num_topk = s.num_topk;
+    p.row_bytes = static_cast<int>(s.row_bytes);
+    p.num_scales = s.num_scales;
+    p.expert_alignment = a.expert_alignment;
+    p.num_worst_tokens = a.num_worst_tokens;
+    // Without a host sync the caller sizes forward_rows for the worst case: every token a
+    // rank of this node receives, relayed by this rank.
+    p.forward_capacity = a.num_worst_tokens > 0 ? a.num_worst_tokens * b.ranks_per_node : INT_MAX;
+    if (!cached) {
+      p.topk_idx = a.topk_idx.ptr<const std::int64_t>();
+      p.is_token_in_rank = a.is_token_in_rank.ptr<const bool>();
+      p.num_tokens_per_rank = a.num_tokens_per_rank.ptr<const int>();
+      p.num_tokens_per_rdma_rank = a.num_tokens_per_rdma_rank.ptr<const int>();
+      p.num_tokens_per_expert = a.num_tokens_per_expert.ptr<const int>();
+      p.send_pos = handle.send_pos.ptr<int>();
+      p.rdma_send_pos = handle.rdma_send_pos.ptr<int>();
+      p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<int>();
+      p.forwarded_prefix = handle.forwarded_prefix.ptr<int>();
+    }
+    p.host_state = b.host_on_device();
+    p.host_waits = host_sync;
+    kernels::launch_internode_notify(p, comm);
+  });
 }
 
 void launch_internode_dispatch(const Buffer::Impl& b, const DispatchArgs& a, const DispatchShape& s,
                                const DispatchHandle& handle, const DispatchOutputs& out, bool cached, int num_sms,
                                cudaStream_t comm) {
-  const protocol::Op op = dispatch_op(cached);
-  const kernels::InternodeContext ctx = b.internode_context(op);
-  const auto carve =
-      protocol::carve_internode_dispatch(ctx.window, s.row_bytes, s.num_scales, s.num_topk, b.ranks_per_node);
+  over_transport(b, dispatch_op(cached), [&](const auto& ctx) {
+    using Windows = WindowsOf<decltype(ctx)>;
+    const auto carve =
+        protocol::carve_internode_dispatch(ctx.window, s.row_bytes, s.num_scales, s.num_topk, b.ranks_per_node);
 
-  kernels::PublishParams sink{};
-  sink.ctx = ctx.node;
-  sink.flags = protocol::FlagSet::kSinkReady;
-  sink.phase = protocol::Phase::kDispatchPublishOutputs;
-  sink.sink.owner_base = static_cast<std::uint8_t*>(b.nvl->local());
-  sink.sink.recv_x = out.recv_x.ptr<std::uint8_t>();
-  sink.sink.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
-  sink.sink.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;
-  sink.sink.recv_topk_weights =
-      s.num_topk > 0 && a.topk_weights.defined() ? out.recv_topk_weights.ptr<float>() : nullptr;
-  sink.sink.recv_src_idx = cached ? nullptr : handle.recv_src_idx.ptr<int>();
-  sink.sink.num_rows = static_cast<int>(handle.num_recv_rows);
-  std::vector<OutputCopy> copies;
-  if (!b.group->shares_address_space()) copies = stage_sink(b, sink.sink, handle.num_recv_rows, s);
+    kernels::PublishParams sink{};
+    sink.ctx = ctx.node;
+    sink.flags = protocol::FlagSet::kSinkReady;
+    sink.phase = protocol::Phase::kDispatchPublishOutputs;
+    sink.sink.owner_base = static_cast<std::uint8_t*>(b.nvl->local());
+    sink.sink.recv_x = out.recv_x.ptr<std::uint8_t>();
+    sink.sink.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
+    sink.sink.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;
+    sink.sink.recv_topk_weights =
+        s.num_topk > 0 && a.topk_weights.defined() ? out.recv_topk_weights.ptr<float>() : nullptr;
+    sink.sink.recv_src_idx = cached ? nullptr : handle.recv_src_idx.ptr<int>();
+    sink.sink.num_rows = static_cast<int>(handle.num_recv_rows);
+    std::vector<OutputCopy> copies;
+    if (!b.group->shares_address_space()) copies = stage_sink(b, sink.sink, handle.num_recv_rows, s);
 
-  kernels::InternodeSendParams send{};
-  send.ctx = ctx;
-  send.carve = carve;
-  send.num_tokens = static_cast<int>(s.num_tokens);
-  send.x = static_cast<const std::uint8_t*>(a.x.data);
-  send.x_row_stride = a.x.stride(0) * static_cast<std::int64_t>(dtype_bytes(a.x.dtype));
-  send.row_bytes = s.row_bytes;
-  if (s.fp8) {
-    send.x_scales = a.x_scales.ptr<const float>();
-    send.scale_token_stride = a.x_scales.stride(0);
-    send.scale_hidden_stride = a.x_scales.ndim == 2 ? a.x_scales.stride(1) : 0;
-    send.num_scales = s.num_scales;
-  }
-  send.topk_idx = s.num_topk > 0 ? a.topk_idx.ptr<const std::int64_t>() : nullptr;
-  send.topk_weights = s.num_topk > 0 ? a.topk_weights.ptr<const float>() : nullptr;
-  send.num_topk = s.num_topk;
-  send.send_pos = handle.send_pos.ptr<const int>();
-  send.rdma_send_pos = handle.rdma_send_pos.ptr<const int>();
-  send.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
+    kernels::InternodeSendParams<Windows> send{};
+    send.ctx = ctx;
+    send.carve = carve;
+    send.num_tokens = static_cast<int>(s.num_tokens);
+    send.x = static_cast<const std::uint8_t*>(a.x.data);
+    send.x_row_stride = a.x.stride(0) * static_cast<std::int64_t>(dtype_bytes(a.x.dtype));
+    send.row_bytes = s.row_bytes;
+    if (s.fp8) {
+      send.x_scales = a.x_scales.ptr<const float>();
+      send.scale_token_stride = a.x_scales.stride(0);
+      send.scale_hidden_stride = a.x_scales.ndim == 2 ? a.x_scales.stride(1) : 0;
+      send.num_scales = s.num_scales;
+    }
+    send.topk_idx = s.num_topk > 0 ? a.topk_idx.ptr<const std::int64_t>() : nullptr;
+    send.topk_weights = s.num_topk > 0 ? a.topk_weights.ptr<const float>() : nullptr;
+    send.num_topk = s.num_topk;
+    send.send_pos = handle.send_pos.ptr<const int>();
+    send.rdma_send_pos = handle.rdma_send_pos.ptr<const int>();
+    send.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
 
-  kernels::InternodeForwardParams forward{};
-  forward.ctx = ctx;
-  forward.carve = carve;
-  forward.row_bytes = static_cast<int>(s.row_bytes);
-  forward.num_scales = s.num_scales;
-  forward.num_topk = s.num_topk;
-  forward.has_weights = a.topk_weights.defined();
-  forward.num_local_experts = cached ? 0 : s.num_experts / b.num_ranks;
-  forward.forwarded_prefix = handle.forwarded_prefix.ptr<const int>();
-  forward.forward_rows = cached ? nullptr : handle.forward_rows.ptr<int>();  // a cached call reuses them
-  forward.forward_capacity = static_cast<int>(handle.num_forward_rows);
+    kernels::InternodeForwardParams<Windows> forward{};
+    forward.ctx = ctx;
+    forward.carve = carve;
+    forward.row_bytes = static_cast<int>(s.row_bytes);
+    forward.num_scales = s.num_scales;
+    forward.num_topk = s.num_topk;
+    forward.has_weights = a.topk_weights.defined();
+    forward.num_local_experts = cached ? 0 : s.num_experts / b.num_ranks;
+    forward.forwarded_prefix = handle.forwarded_prefix.ptr<const int>();
+    forward.forward_rows = cached ? nullptr : handle.forward_rows.ptr<int>();  // a cached call reuses them
+    forward.forward_capacity = static_cast<int>(handle.num_forward_rows);
 
-  kernels::launch_publish(sink, comm);
-  kernels::launch_internode_send(send, num_sms, comm);
-  kernels::launch_internode_forward(forward, num_sms, comm);
-  for (const OutputCopy& c : copies) {
-    if (c.bytes > 0) MOE_EP_CUDA_CHECK(cudaMemcpyAsync(c.output, c.staged, c.bytes, cudaMemcpyDeviceToDevice, comm));
-  }
+    kernels::launch_publish(sink, comm);
+    kernels::launch_internode_send(send, num_sms, comm);
+    kernels::launch_internode_forward(forward, num_sms, comm);
+    for (const OutputCopy& c : copies) {
+      if (c.bytes > 0) MOE_EP_CUDA_CHECK(cudaMemcpyAsync(c.output, c.staged, c.bytes, cudaMemcpyDeviceToDevice, comm));
+    }
+  });
 }
 
 void launch_internode_combine(const Buffer::Impl& b, const CombineArgs& a, const DispatchHandle& handle, int hidden,
                               int num_topk, int num_sms, cudaStream_t comm) {
-  const kernels::InternodeContext ctx = b.internode_context(protocol::Op::kCombine);
-  const auto carve = protocol::carve_internode_combine(ctx.window, hidden, num_topk);
-  require(handle.num_tokens <= carve.capacity, "combine",
-          "the handle's " + std::to_string(handle.num_tokens) + " tokens exceed the " + std::to_string(carve.capacity) +
-              " per rank that num_rdma_bytes=" + std::to_string(b.rdma->bytes()) + " holds for combine rows of hidden=" +
-              std::to_string(hidden) + " (see Buffer::internode_size_hint)");
+  over_transport(b, protocol::Op::kCombine, [&](const auto& ctx) {
+    using Windows = WindowsOf<decltype(ctx)>;
+    const auto carve = protocol::carve_internode_combine(ctx.window, hidden, num_topk);
+    require(handle.num_tokens <= carve.capacity, "combine",
+            "the handle's " + std::to_string(handle.num_tokens) + " tokens exceed the " +
+                std::to_string(carve.capacity) +
+                " per rank that num_rdma_bytes=" + std::to_string(b.internode_window_bytes) +
+                " holds for combine rows of hidden=" + std::to_string(hidden) + " (see Buffer::internode_size_hint)");
 
-  kernels::InternodeCombineForwardParams forward{};
-  forward.ctx = ctx;
-  forward.carve = carve;
-  forward.hidden = hidden;
-  forward.num_topk = num_topk;
-  forward.forwarded_prefix = handle.forwarded_prefix.ptr<const int>();
-  forward.forward_rows = handle.forward_rows.ptr<const int>();
+    kernels::InternodeCombineForwardParams<Windows> forward{};
+    forward.ctx = ctx;
+    forward.carve = carve;
+    forward.hidden = hidden;
+    forward.num_topk = num_topk;
+    forward.forwarded_prefix = handle.forwarded_prefix.ptr<const int>();
+    forward.forward_rows = handle.forward_rows.ptr<const int>();
 
-  kernels::InternodeCombineReduceParams reduce{};
-  reduce.ctx = ctx;
-  reduce.carve = carve;
-  reduce.num_tokens = static_cast<int>(handle.num_tokens);
-  reduce.hidden = hidden;
-  reduce.num_topk = num_topk;
-  reduce.rdma_send_pos = handle.rdma_send_pos.ptr<const int>();
-  reduce.bias0 = a.bias0.ptr<const std::uint16_t>();
-  reduce.bias1 = a.bias1.ptr<const std::uint16_t>();
-  reduce.bias0_row_stride = a.bias0.defined() ? a.bias0.stride(0) : 0;
-  reduce.bias1_row_stride = a.bias1.defined() ? a.bias1.stride(0) : 0;
-  reduce.combined_x = a.combined_x.ptr<std::uint16_t>();
-  reduce.combined_topk_weights = num_topk > 0 ? a.combined_topk_weights.ptr<float>() : nullptr;
+    kernels::InternodeCombineReduceParams<Windows> reduce{};
+    reduce.ctx = ctx;
+    reduce.carve = carve;
+    reduce.num_tokens = static_cast<int>(handle.num_tokens);
+    reduce.hidden = hidden;
+    reduce.num_topk = num_topk;
+    reduce.rdma_send_pos = handle.rdma_send_pos.ptr<const int>();
+    reduce.bias0 = a.bias0.ptr<const std::uint16_t>();
+    reduce.bias1 = a.bias1.ptr<const std::uint16_t>();
+    reduce.bias0_row_stride = a.bias0.defined() ? a.bias0.stride(0) : 0;
+    reduce.bias1_row_stride = a.bias1.defined() ? a.bias1.stride(0) : 0;
+    reduce.combined_x = a.combined_x.ptr<std::uint16_t>();
+    reduce.combined_topk_weights = num_topk > 0 ? a.combined_topk_weights.ptr<float>() : nullptr;
 
-  kernels::launch_internode_combine_forward(forward, num_sms, comm);
-  kernels::launch_internode_combine_reduce(reduce, num_sms, comm);
+    kernels::launch_internode_combine_forward(forward, num_sms, comm);
+    kernels::launch_internode_combine_reduce(reduce, num_sms, comm);
+  });
 }
 
 }  // namespace moe_ep::host

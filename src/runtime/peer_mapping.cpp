@@ -54,11 +54,13 @@ PeerMapping::PeerMapping(Group& group, std::size_t bytes) {
   MOE_EP_CUDA_CHECK(cudaIpcGetMemHandle(&handle, local_.get()));
   std::vector<cudaIpcMemHandle_t> all(n);
   group.allgather(&handle, sizeof(handle), all.data());
+  const int per_node = group.num_ranks_per_node();
   for (int r = 0; r < n; ++r) {
     if (r == group.rank()) {
       bases_[r] = static_cast<std::uint8_t*>(local_.get());
       continue;
     }
+    if (r / per_node != group.rank() / per_node) continue;  // another node: reached by RDMA only
     void* opened = nullptr;
     MOE_EP_CUDA_CHECK(cudaIpcOpenMemHandle(&opened, all[r], cudaIpcMemLazyEnablePeerAccess));
     opened_ipc_.push_back(opened);

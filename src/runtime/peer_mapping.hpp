@@ -21,7 +21,8 @@ class PeerMapping {
 
   void* local() const { return local_.get(); }
   std::size_t bytes() const { return local_.bytes(); }
-  // Base of rank r's buffer as seen from this rank (own included).
+  // Base of rank r's buffer as seen from this rank (own included); null for ranks on
+  // other nodes of a process group (CUDA IPC stops at the node).
   const std::vector<std::uint8_t*>& bases() const { return bases_; }
 
  private:

@@ -14,11 +14,12 @@ namespace {
 
 constexpr int kThreads = 512;
 
+template <typename Windows>
 __global__ void __launch_bounds__(kThreads)
-    internode_combine_forward_kernel(const __grid_constant__ InternodeCombineForwardParams p) {
-  const InternodeContext& ctx = p.ctx;
+    internode_combine_forward_kernel(const __grid_constant__ InternodeCombineForwardParams<Windows> p) {
+  const auto& ctx = p.ctx;
   if (ctx.state->abort != 0) return;
-  const InternodeTransport t = internode_transport(ctx);
+  const auto t = make_transport(ctx.windows);
   const NodeView v = node_view(ctx);
   const int P = v.per_node;
   const std::uint64_t calls = ctx.state->internode_calls[1] + 1;  // reduce counts it at its end
@@ -89,11 +90,12 @@ __global__ void __launch_bounds__(kThreads)
   finish_with_done_barrier(ctx.node, epoch, protocol::Phase::kCombineReduce);
 }
 
+template <typename Windows>
 __global__ void __launch_bounds__(kThreads)
-    internode_combine_reduce_kernel(const __grid_constant__ InternodeCombineReduceParams p) {
-  const InternodeContext& ctx = p.ctx;
+    internode_combine_reduce_kernel(const __grid_constant__ InternodeCombineReduceParams<Windows> p) {
+  const auto& ctx = p.ctx;
   if (ctx.state->abort != 0) return;
-  const InternodeTransport t = internode_transport(ctx);
+  const auto t = make_transport(ctx.windows);
   const NodeView v = node_view(ctx);
   const int N = v.num_nodes;
   const std::uint64_t calls = ctx.state->internode_calls[1] + 1;
@@ -149,22 +151,33 @@ __global__ void __launch_bounds__(kThreads)
 
 }  // namespace
 
-void launch_internode_combine_forward(const InternodeCombineForwardParams& params, int num_blocks,
+template <typename Windows>
+void launch_internode_combine_forward(const InternodeCombineForwardParams<Windows>& params, int num_blocks,
                                       cudaStream_t stream) {
-  internode_combine_forward_kernel<<<num_blocks, kThreads, 0, stream>>>(params);
+  internode_combine_forward_kernel<Windows><<<num_blocks, kThreads, 0, stream>>>(params);
   MOE_EP_CHECK_LAUNCH();
 }
 
-void launch_internode_combine_reduce(const InternodeCombineReduceParams& params, int num_blocks,
+template <typename Windows>
+void launch_internode_combine_reduce(const InternodeCombineReduceParams<Windows>& params, int num_blocks,
                                      cudaStream_t stream) {
-  internode_combine_reduce_kernel<<<num_blocks, kThreads, 0, stream>>>(params);
+  internode_combine_reduce_kernel<Windows><<<num_blocks, kThreads, 0, stream>>>(params);
   MOE_EP_CHECK_LAUNCH();
 }
+
+#define MOE_EP_INSTANTIATE(W)                                                                                     \
+  template void launch_internode_combine_forward(const InternodeCombineForwardParams<W>&, int, cudaStream_t);     \
+  template void launch_internode_combine_reduce(const InternodeCombineReduceParams<W>&, int, cudaStream_t);
+MOE_EP_FOR_EACH_WINDOWS(MOE_EP_INSTANTIATE)
+#undef MOE_EP_INSTANTIATE
 
 void preload_internode_combine_kernels() {
   cudaFuncAttributes attributes;
-  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_combine_forward_kernel));
-  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_combine_reduce_kernel));
+#define MOE_EP_PRELOAD(W)                                                                      \
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_combine_forward_kernel<W>));  \
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_combine_reduce_kernel<W>));
+  MOE_EP_FOR_EACH_WINDOWS(MOE_EP_PRELOAD)
+#undef MOE_EP_PRELOAD
 }
 
 }  // namespace moe_ep::kernels

@@ -17,7 +17,8 @@ constexpr int kThreads = 512;
 constexpr int kVectorsPerLane = 7;  // loads in flight per lane (divides 7168-wide rows)
 
 // Stages token t's node-independent record; lanes write disjoint words.
-__device__ __forceinline__ void stage_record(const InternodeSendParams& p, std::uint8_t* rec, int t, int lane) {
+template <typename Windows>
+__device__ __forceinline__ void stage_record(const InternodeSendParams<Windows>& p, std::uint8_t* rec, int t, int lane) {
   const protocol::DispatchRecord& r = p.carve.record;
   device::warp_copy_row(reinterpret_cast<int4*>(rec), reinterpret_cast<const int4*>(p.x + t * p.x_row_stride),
                         static_cast<int>(p.row_bytes / 16), lane);
@@ -31,10 +32,11 @@ __device__ __forceinline__ void stage_record(const InternodeSendParams& p, std::
   if (lane == 0) *reinterpret_cast<int*>(rec + r.src_offset) = t;
 }
 
-__global__ void __launch_bounds__(kThreads) internode_send_kernel(const __grid_constant__ InternodeSendParams p) {
-  const InternodeContext& ctx = p.ctx;
+template <typename Windows>
+__global__ void __launch_bounds__(kThreads) internode_send_kernel(const __grid_constant__ InternodeSendParams<Windows> p) {
+  const auto& ctx = p.ctx;
   if (ctx.state->abort != 0) return;  // the counting phase failed; the host raises
-  const InternodeTransport t = internode_transport(ctx);
+  const auto t = make_transport(ctx.windows);
   const NodeView v = node_view(ctx);
   const int R = v.num_nodes * v.per_node, N = v.num_nodes;
   const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
@@ -66,10 +68,11 @@ __global__ void __launch_bounds__(kThreads) internode_send_kernel(const __grid_c
   }
 }
 
-__global__ void __launch_bounds__(kThreads) internode_forward_kernel(const __grid_constant__ InternodeForwardParams p) {
-  const InternodeContext& ctx = p.ctx;
+template <typename Windows>
+__global__ void __launch_bounds__(kThreads) internode_forward_kernel(const __grid_constant__ InternodeForwardParams<Windows> p) {
+  const auto& ctx = p.ctx;
   if (ctx.state->abort != 0) return;
-  const InternodeTransport t = internode_transport(ctx);
+  const auto t = make_transport(ctx.windows);
   const NodeView v = node_view(ctx);
   const int P = v.per_node;
   const std::uint64_t calls = ctx.state->internode_calls[0];  // this call (notify counted it)
@@ -157,20 +160,31 @@ __global__ void __launch_bounds__(kThreads) internode_forward_kernel(const __gri
 
 }  // namespace
 
-void launch_internode_send(const InternodeSendParams& params, int num_blocks, cudaStream_t stream) {
-  internode_send_kernel<<<num_blocks, kThreads, 0, stream>>>(params);
+template <typename Windows>
+void launch_internode_send(const InternodeSendParams<Windows>& params, int num_blocks, cudaStream_t stream) {
+  internode_send_kernel<Windows><<<num_blocks, kThreads, 0, stream>>>(params);
   MOE_EP_CHECK_LAUNCH();
 }
 
-void launch_internode_forward(const InternodeForwardParams& params, int num_blocks, cudaStream_t stream) {
-  internode_forward_kernel<<<num_blocks, kThreads, 0, stream>>>(params);
+template <typename Windows>
+void launch_internode_forward(const InternodeForwardParams<Windows>& params, int num_blocks, cudaStream_t stream) {
+  internode_forward_kernel<Windows><<<num_blocks, kThreads, 0, stream>>>(params);
   MOE_EP_CHECK_LAUNCH();
 }
+
+#define MOE_EP_INSTANTIATE(W)                                                                          \
+  template void launch_internode_send(const InternodeSendParams<W>&, int, cudaStream_t);               \
+  template void launch_internode_forward(const InternodeForwardParams<W>&, int, cudaStream_t);
+MOE_EP_FOR_EACH_WINDOWS(MOE_EP_INSTANTIATE)
+#undef MOE_EP_INSTANTIATE
 
 void preload_internode_dispatch_kernels() {
   cudaFuncAttributes attributes;
-  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_send_kernel));
-  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_forward_kernel));
+#define MOE_EP_PRELOAD(W)                                                                    \
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_send_kernel<W>));           \
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_forward_kernel<W>));
+  MOE_EP_FOR_EACH_WINDOWS(MOE_EP_PRELOAD)
+#undef MOE_EP_PRELOAD
 }
 
 }  // namespace moe_ep::kernels

@@ -8,21 +8,28 @@
 #include "kernels/internode/internode_params.hpp"
 #include "transport/memory_transport.cuh"
 #include "transport/transport_sync.cuh"
+#if defined(MOE_EP_WITH_GIN)
+#include "transport/gin/gin_transport.cuh"
+#endif
 
 namespace moe_ep::kernels {
 
-// Emulated RDMA over peer memory: the kernels move bytes only through put/signal, so the
-// same code runs over GIN once a window offset is all a put needs.
-using InternodeTransport = transport::EmulatedRdmaTransport;
-
-__device__ __forceinline__ InternodeTransport internode_transport(const InternodeContext& ctx) {
-  return transport::memory_transport<InternodeTransport>(ctx.windows);
+// The transport of a kernel's windows: RDMA emulated over peer memory, or GIN. Kernels
+// move bytes between nodes only through put/signal/flush and read only their own window.
+__device__ __forceinline__ transport::EmulatedRdmaTransport make_transport(const transport::MemoryWindows& w) {
+  return transport::memory_transport<transport::EmulatedRdmaTransport>(w);
 }
+#if defined(MOE_EP_WITH_GIN)
+__device__ __forceinline__ transport::GinTransport make_transport(const transport::GinWindows& w) {
+  return transport::gin_transport(w);
+}
+#endif
 
 struct NodeView {
   int rank, node, local, num_nodes, per_node;
 };
-__device__ __forceinline__ NodeView node_view(const InternodeContext& ctx) {
+template <typename Windows>
+__device__ __forceinline__ NodeView node_view(const InternodeContext<Windows>& ctx) {
   const transport::TransportTopology& t = ctx.windows.topology;
   return {t.rank, t.node(), t.local_rank(), t.num_nodes(), t.ranks_per_node};
 }
@@ -30,8 +37,8 @@ __device__ __forceinline__ NodeView node_view(const InternodeContext& ctx) {
 // Whole block. Threads 0..num_nodes-1 each wait until slot slot_of(node) counts `calls`;
 // `peer_of(node)` is the rank that signals it. False (every thread) if one expired; then
 // state->abort is set.
-template <typename SlotOf, typename PeerOf>
-__device__ __forceinline__ bool wait_nodes(const InternodeContext& ctx, const InternodeTransport& t,
+template <typename Windows, typename Transport, typename SlotOf, typename PeerOf>
+__device__ __forceinline__ bool wait_nodes(const InternodeContext<Windows>& ctx, const Transport& t,
                                            std::uint64_t calls, protocol::Phase phase, SlotOf slot_of,
                                            PeerOf peer_of) {
   __shared__ bool failed;
@@ -50,7 +57,8 @@ __device__ __forceinline__ bool wait_nodes(const InternodeContext& ctx, const In
 
 // Whole block, after the block's puts: true in the last block to get here (whose signals
 // are then ordered after every block's puts); the ticket is rearmed for the next kernel.
-__device__ __forceinline__ bool internode_last_block(const InternodeContext& ctx, const InternodeTransport& t) {
+template <typename Windows, typename Transport>
+__device__ __forceinline__ bool internode_last_block(const InternodeContext<Windows>& ctx, const Transport& t) {
   __shared__ bool is_last;
   t.flush();
   __syncthreads();
@@ -70,5 +78,13 @@ __device__ __forceinline__ int relayed_source(const int* forwarded_prefix, int n
   *slot = i - (n == 0 ? 0 : forwarded_prefix[n - 1]);
   return n;
 }
+
+// X(windows type) for every transport this build has: the explicit instantiations of the
+// launch functions and the preloads.
+#if defined(MOE_EP_WITH_GIN)
+#define MOE_EP_FOR_EACH_WINDOWS(X) X(transport::MemoryWindows) X(transport::GinWindows)
+#else
+#define MOE_EP_FOR_EACH_WINDOWS(X) X(transport::MemoryWindows)
+#endif
 
 }  // namespace moe_ep::kernels

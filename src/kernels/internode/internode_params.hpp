@@ -2,6 +2,8 @@
 // and passed by value. Ranks are grouped into nodes of ranks_per_node consecutive ranks;
 // a token crosses to another node once, by the transport, to the rank with the same local
 // index there (its forwarder), which writes it over NVLink into the final ranks' outputs.
+// Every struct is templated on the transport's windows: transport::MemoryWindows (RDMA
+// emulated over peer memory) or transport::GinWindows (NCCL GIN, builds with MOE_EP_WITH_GIN).
 #pragma once
 #include <cstdint>
 #include <type_traits>
@@ -18,8 +20,9 @@ namespace moe_ep::kernels {
 
 // What every internode kernel needs: the transport windows (all ranks), the window's
 // carve, the node-local NVLink context (peer_bases = this node's ranks), the bounds.
+template <typename Windows>
 struct InternodeContext {
-  transport::MemoryWindows windows;  // topology: rank, num_ranks, ranks_per_node
+  Windows windows;                   // topology: rank, num_ranks, ranks_per_node
   protocol::InternodeWindow window;
   protocol::InternodeSlots slots;
   CollectiveContext node;            // NVLink barriers and published tensors within the node
@@ -27,12 +30,13 @@ struct InternodeContext {
   protocol::DeviceState* state;
   protocol::ErrorRecord* error;      // host-mapped
 };
-static_assert(std::is_trivially_copyable_v<InternodeContext>);
+static_assert(std::is_trivially_copyable_v<InternodeContext<transport::MemoryWindows>>);
 
 // Counting (one block): positions per rank and per node, the count-row exchange with every
 // rank, the prefix matrix and the received counts for the host.
+template <typename Windows>
 struct InternodeNotifyParams {
-  InternodeContext ctx;
+  InternodeContext<Windows> ctx;
   bool cached;                        // only the exchange (shapes, and the slots' call count)
   int num_tokens;
   int num_experts;
@@ -54,11 +58,12 @@ struct InternodeNotifyParams {
   protocol::HostMappedState* host_state;
   bool host_waits;
 };
-static_assert(std::is_trivially_copyable_v<InternodeNotifyParams>);
+static_assert(std::is_trivially_copyable_v<InternodeNotifyParams<transport::MemoryWindows>>);
 
 // RDMA stage of dispatch (many blocks): each token staged once, put once per node it needs.
+template <typename Windows>
 struct InternodeSendParams {
-  InternodeContext ctx;
+  InternodeContext<Windows> ctx;
   protocol::InternodeDispatchCarve carve;
   int num_tokens;
   const std::uint8_t* x;
@@ -74,12 +79,13 @@ struct InternodeSendParams {
   const int* rdma_send_pos;
   const int* rank_prefix_matrix;
 };
-static_assert(std::is_trivially_copyable_v<InternodeSendParams>);
+static_assert(std::is_trivially_copyable_v<InternodeSendParams<transport::MemoryWindows>>);
 
 // NVLink stage of dispatch (many blocks): every relayed token written into the outputs
 // (published sinks) of its ranks on this node; its rows kept for combine.
+template <typename Windows>
 struct InternodeForwardParams {
-  InternodeContext ctx;
+  InternodeContext<Windows> ctx;
   protocol::InternodeDispatchCarve carve;
   int row_bytes;
   int num_scales;
@@ -90,23 +96,25 @@ struct InternodeForwardParams {
   int* forward_rows;            // out [forward_capacity, ranks_per_node]
   int forward_capacity;
 };
-static_assert(std::is_trivially_copyable_v<InternodeForwardParams>);
+static_assert(std::is_trivially_copyable_v<InternodeForwardParams<transport::MemoryWindows>>);
 
 // Combine, at the forwarder (many blocks): the node's rows of each relayed token summed
 // (fp32, local rank order) into one bf16 partial, put to the token's home rank.
+template <typename Windows>
 struct InternodeCombineForwardParams {
-  InternodeContext ctx;
+  InternodeContext<Windows> ctx;
   protocol::InternodeCombineCarve carve;
   int hidden;
   int num_topk;                 // 0 without weights
   const int* forwarded_prefix;  // [num_nodes]
   const int* forward_rows;      // [num_forwarded, ranks_per_node]
 };
-static_assert(std::is_trivially_copyable_v<InternodeCombineForwardParams>);
+static_assert(std::is_trivially_copyable_v<InternodeCombineForwardParams<transport::MemoryWindows>>);
 
 // Combine, at the home rank (many blocks): each token's partials summed in node order, + biases.
+template <typename Windows>
 struct InternodeCombineReduceParams {
-  InternodeContext ctx;
+  InternodeContext<Windows> ctx;
   protocol::InternodeCombineCarve carve;
   int num_tokens;
   int hidden;
@@ -118,14 +126,20 @@ struct InternodeCombineReduceParams {
   std::uint16_t* combined_x;
   float* combined_topk_weights;
 };
-static_assert(std::is_trivially_copyable_v<InternodeCombineReduceParams>);
+static_assert(std::is_trivially_copyable_v<InternodeCombineReduceParams<transport::MemoryWindows>>);
 
-void launch_internode_notify(const InternodeNotifyParams& params, cudaStream_t stream);
-void launch_internode_send(const InternodeSendParams& params, int num_blocks, cudaStream_t stream);
-void launch_internode_forward(const InternodeForwardParams& params, int num_blocks, cudaStream_t stream);
-void launch_internode_combine_forward(const InternodeCombineForwardParams& params, int num_blocks,
+// Instantiated for transport::MemoryWindows, and transport::GinWindows with MOE_EP_WITH_GIN.
+template <typename Windows>
+void launch_internode_notify(const InternodeNotifyParams<Windows>& params, cudaStream_t stream);
+template <typename Windows>
+void launch_internode_send(const InternodeSendParams<Windows>& params, int num_blocks, cudaStream_t stream);
+template <typename Windows>
+void launch_internode_forward(const InternodeForwardParams<Windows>& params, int num_blocks, cudaStream_t stream);
+template <typename Windows>
+void launch_internode_combine_forward(const InternodeCombineForwardParams<Windows>& params, int num_blocks,
                                       cudaStream_t stream);
-void launch_internode_combine_reduce(const InternodeCombineReduceParams& params, int num_blocks,
+template <typename Windows>
+void launch_internode_combine_reduce(const InternodeCombineReduceParams<Windows>& params, int num_blocks,
                                      cudaStream_t stream);
 // Load each kernel now (see preload_notify_kernels).
 void preload_internode_notify_kernel();

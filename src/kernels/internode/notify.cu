@@ -15,7 +15,8 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kMaxColumns = 2 * kMaxNvlRanks;  // ranks, then nodes
 
 // Column c of token t: is it sent to rank c (c < R), or to node c - R (any rank there).
-__device__ __forceinline__ bool token_in_column(const InternodeNotifyParams& p, int t, int c, int R, int P) {
+template <typename Windows>
+__device__ __forceinline__ bool token_in_column(const InternodeNotifyParams<Windows>& p, int t, int c, int R, int P) {
   const bool* row = p.is_token_in_rank + static_cast<std::int64_t>(t) * R;
   if (c < R) return row[c];
   bool any = false;
@@ -24,7 +25,8 @@ __device__ __forceinline__ bool token_in_column(const InternodeNotifyParams& p, 
 }
 
 // Block-wide scan over tokens, 1024 per round; totals[c] ends as the column's count.
-__device__ void count_positions(const InternodeNotifyParams& p, const NodeView& v, int* totals) {
+template <typename Windows>
+__device__ void count_positions(const InternodeNotifyParams<Windows>& p, const NodeView& v, int* totals) {
   const int R = v.num_nodes * v.per_node, N = v.num_nodes, columns = R + N;
   __shared__ int warp_counts[kWarps][kMaxColumns];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -70,7 +72,8 @@ __device__ void count_positions(const InternodeNotifyParams& p, const NodeView& 
 }
 
 // Compares the counts with the layout's (num_tokens_per_rank, num_tokens_per_rdma_rank).
-__device__ bool counts_match_layout(const InternodeNotifyParams& p, const NodeView& v, const int* totals) {
+template <typename Windows>
+__device__ bool counts_match_layout(const InternodeNotifyParams<Windows>& p, const NodeView& v, const int* totals) {
   const int R = v.num_nodes * v.per_node;
   __shared__ bool ok;
   if (threadIdx.x == 0) ok = true;
@@ -92,7 +95,8 @@ __device__ bool counts_match_layout(const InternodeNotifyParams& p, const NodeVi
 }
 
 // After the exchange: every sender's shape must equal ours, and none may have failed.
-__device__ bool rows_agree(const InternodeNotifyParams& p, const NodeView& v, const int* rows, int row_ints) {
+template <typename Windows>
+__device__ bool rows_agree(const InternodeNotifyParams<Windows>& p, const NodeView& v, const int* rows, int row_ints) {
   const int R = v.num_nodes * v.per_node;
   __shared__ bool agree;
   if (threadIdx.x == 0) agree = true;
@@ -119,7 +123,8 @@ __device__ bool rows_agree(const InternodeNotifyParams& p, const NodeView& v, co
 }
 
 // The prefix matrix, this rank's received counts and relayed-token prefix, for the host.
-__device__ void compute_received_counts(const InternodeNotifyParams& p, const NodeView& v, const int* rows,
+template <typename Windows>
+__device__ void compute_received_counts(const InternodeNotifyParams<Windows>& p, const NodeView& v, const int* rows,
                                         const protocol::CountRows& layout) {
   const int R = v.num_nodes * v.per_node, row_ints = layout.row_ints();
   auto row = [&](int s) { return rows + static_cast<std::int64_t>(s) * row_ints; };
@@ -159,9 +164,10 @@ __device__ void compute_received_counts(const InternodeNotifyParams& p, const No
   }
 }
 
-__global__ void __launch_bounds__(kThreads) internode_notify_kernel(const __grid_constant__ InternodeNotifyParams p) {
-  const InternodeContext& ctx = p.ctx;
-  const InternodeTransport t = internode_transport(ctx);
+template <typename Windows>
+__global__ void __launch_bounds__(kThreads) internode_notify_kernel(const __grid_constant__ InternodeNotifyParams<Windows> p) {
+  const auto& ctx = p.ctx;
+  const auto t = make_transport(ctx.windows);
   const NodeView v = node_view(ctx);
   const int R = v.num_nodes * v.per_node;
   const protocol::CountRows& layout = ctx.window.counts;
@@ -228,14 +234,20 @@ __global__ void __launch_bounds__(kThreads) internode_notify_kernel(const __grid
 
 }  // namespace
 
-void launch_internode_notify(const InternodeNotifyParams& params, cudaStream_t stream) {
-  internode_notify_kernel<<<1, kThreads, 0, stream>>>(params);
+template <typename Windows>
+void launch_internode_notify(const InternodeNotifyParams<Windows>& params, cudaStream_t stream) {
+  internode_notify_kernel<Windows><<<1, kThreads, 0, stream>>>(params);
   MOE_EP_CHECK_LAUNCH();
 }
+#define MOE_EP_INSTANTIATE(W) template void launch_internode_notify(const InternodeNotifyParams<W>&, cudaStream_t);
+MOE_EP_FOR_EACH_WINDOWS(MOE_EP_INSTANTIATE)
+#undef MOE_EP_INSTANTIATE
 
 void preload_internode_notify_kernel() {
   cudaFuncAttributes attributes;
-  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_notify_kernel));
+#define MOE_EP_PRELOAD(W) MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, internode_notify_kernel<W>));
+  MOE_EP_FOR_EACH_WINDOWS(MOE_EP_PRELOAD)
+#undef MOE_EP_PRELOAD
 }
 
 }  // namespace moe_ep::kernels

@@ -19,11 +19,13 @@ namespace moe_ep::transport {
 struct GinTransport {
   const ncclDevComm* dev_comm;  // in kernel parameter memory (GinWindows): copying costs local memory
   ncclWindow_t window;
+  std::uint8_t* local_base;  // the own window: what peers put is read here, sources are staged here
   std::uint64_t* set_values;
   TransportTopology topology;
   int num_signals;
 
   __device__ __forceinline__ ncclGin gin() const { return ncclGin(*dev_comm, 0); }
+  __device__ __forceinline__ std::uint8_t* own(std::int64_t offset) const { return local_base + offset; }
 
   // One lane posts the put (GIN reads the source from the own window); the syncs order
   // the warp's earlier writes of the source before it and keep the warp together.
@@ -59,7 +61,7 @@ struct GinTransport {
 
 // From windows in kernel parameter memory (a __grid_constant__ parameter).
 __device__ __forceinline__ GinTransport gin_transport(const GinWindows& w) {
-  return GinTransport{&w.dev_comm, w.window, w.set_values, w.topology, w.num_signals};
+  return GinTransport{&w.dev_comm, w.window, w.local_base, w.set_values, w.topology, w.num_signals};
 }
 
 }  // namespace moe_ep::transport

@@ -132,6 +132,7 @@ GinTransportHost::GinTransportHost(Group& group, std::int64_t window_bytes, int 
                "ncclCommWindowRegister", comm_);
   });
   step("ncclDevCommCreate", [&] { create_dev_comm(num_signals); });
+  windows_.local_base = static_cast<std::uint8_t*>(window_base_);
   windows_.set_values = static_cast<std::uint64_t*>(set_values_.get());
   windows_.window_bytes = static_cast<std::int64_t>(bytes);
   windows_.topology.rank = group.rank();

@@ -21,6 +21,7 @@ namespace moe_ep::transport {
 struct GinWindows {
   ncclDevComm dev_comm;  // GIN keeps a reference to it: it must stay in parameter memory
   ncclWindow_t window;   // this rank's registration of the symmetric window
+  std::uint8_t* local_base;  // the own window in device memory (kernels read what peers put)
   // [num_ranks, num_signals] on this GPU: the last value signal_set gave (peer, slot).
   std::uint64_t* set_values;
   std::int64_t window_bytes;  // unused signal region included, as MemoryWindows
