@@ -11,6 +11,9 @@ inline constexpr int kMaxNvlRanks = 8;
 // Layout and the host API count up to this many ranks (ranks beyond the NVLink domain
 // are reached through the RDMA transport).
 inline constexpr int kMaxRanks = 1024;
+// Ranks of one buffer across nodes (internode high throughput; nodes of up to
+// kMaxNvlRanks). Bounded by the transport's signal slots (ranks + 3 x nodes).
+inline constexpr int kMaxInternodeRanks = 256;
 inline constexpr int kMaxTopk = 16;
 inline constexpr int kMaxExperts = 4096;
 // Default bound of every device wait.

@@ -62,9 +62,19 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
                   "the GIN transport is up, but only the internode high-throughput kernels run over it in this "
                   "build: not low latency, and not ranks on one node (set emulated_ranks_per_node to split them)");
   }
-  host::require(num_ranks <= kMaxNvlRanks, op,
-                "group of " + std::to_string(num_ranks) + " ranks exceeds the NVLink-domain maximum kMaxNvlRanks = " +
-                    std::to_string(kMaxNvlRanks) + " (internode is not available yet)");
+  if (internode()) {
+    host::require(ranks_per_node <= kMaxNvlRanks && num_ranks <= kMaxInternodeRanks, op,
+                  std::to_string(num_ranks) + " ranks in nodes of " + std::to_string(ranks_per_node) +
+                      ": internode buffers take nodes of up to kMaxNvlRanks = " + std::to_string(kMaxNvlRanks) +
+                      " and up to kMaxInternodeRanks = " + std::to_string(kMaxInternodeRanks) + " ranks");
+  } else {
+    host::require(num_ranks <= kMaxNvlRanks, op,
+                  "group of " + std::to_string(num_ranks) + " ranks exceeds the NVLink-domain maximum kMaxNvlRanks = " +
+                      std::to_string(kMaxNvlRanks) + (options.low_latency_mode
+                                                           ? " (low latency across nodes: emulated_ranks_per_node <= 8 "
+                                                             "ranks in all, or GIN, which is not wired yet)"
+                                                           : " (split it into nodes: the internode kernels)"));
+  }
   host::require(num_nvl_bytes >= 0, op, "num_nvl_bytes must be >= 0, got " + std::to_string(num_nvl_bytes));
   MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&num_device_sms, cudaDevAttrMultiProcessorCount, device));
 
@@ -327,7 +337,8 @@ transport::MemoryWindows Buffer::Impl::memory_windows() const {
 
 kernels::CollectiveContext Buffer::Impl::context(protocol::Op op) const {
   kernels::CollectiveContext ctx{};
-  for (int r = 0; r < num_ranks; ++r) ctx.peer_bases[r] = nvl->bases()[r];
+  // Every rank within the NVLink domain (intranode calls); internode calls use the node's.
+  for (int r = 0; r < num_ranks && r < kMaxNvlRanks; ++r) ctx.peer_bases[r] = nvl->bases()[r];
   ctx.layout = layout;
   ctx.rank = rank;
   ctx.num_ranks = num_ranks;

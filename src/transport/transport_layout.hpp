@@ -44,7 +44,7 @@ inline constexpr std::int64_t kSignalBytes = 8 * kMaxSignals;
 
 // The windows of a memory-backed transport, as one rank's kernels get them.
 struct MemoryWindows {
-  std::uint8_t* bases[kMaxNvlRanks];  // every rank's window as mapped here (own included)
+  std::uint8_t* bases[kMaxInternodeRanks];  // every rank's window as mapped here (own included)
   std::int64_t window_bytes;          // signal slots included
   TransportTopology topology;
   bool gpu_scope;  // every rank on this GPU: GPU-scope fences suffice

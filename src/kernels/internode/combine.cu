@@ -107,31 +107,27 @@ __global__ void __launch_bounds__(kThreads)
   const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
   const int num_vectors = p.hidden / 8;
   for (int token = blockIdx.x * warps + threadIdx.x / 32; token < p.num_tokens; token += gridDim.x * warps) {
-    const std::uint8_t* partial[kMaxNvlRanks];
-    unsigned mask = 0;
-#pragma unroll
-    for (int m = 0; m < kMaxNvlRanks; ++m) {
-      partial[m] = nullptr;
-      if (m >= N) continue;
-      const int slot = p.rdma_send_pos[static_cast<std::int64_t>(token) * N + m];
-      if (slot >= 0) {
-        partial[m] = t.own(p.carve.recv(m, slot));
-        mask |= 1u << m;
-      }
-    }
+    const int* slots = p.rdma_send_pos + static_cast<std::int64_t>(token) * N;  // per node, -1: not sent
+    // The partial of node m, or null.
+    auto partial = [&](int m) { return m < N && slots[m] >= 0 ? t.own(p.carve.recv(m, slots[m])) : nullptr; };
     int4* out = reinterpret_cast<int4*>(p.combined_x + static_cast<std::int64_t>(token) * p.hidden);
     const int4* bias0 = p.bias0 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias0 + token * p.bias0_row_stride);
     const int4* bias1 = p.bias1 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias1 + token * p.bias1_row_stride);
     for (int k = lane; k < num_vectors; k += 32) {
-      int4 loaded[kMaxNvlRanks];  // every load in flight before the first add
-#pragma unroll
-      for (int m = 0; m < kMaxNvlRanks; ++m) {
-        if (mask & (1u << m)) loaded[m] = reinterpret_cast<const int4*>(partial[m])[k];
-      }
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      // Nodes in order, kMaxNvlRanks loads in flight before their adds.
+      for (int first = 0; first < N; first += kMaxNvlRanks) {
+        int4 loaded[kMaxNvlRanks];
+        const std::uint8_t* rows[kMaxNvlRanks];
 #pragma unroll
-      for (int m = 0; m < kMaxNvlRanks; ++m) {
-        if (mask & (1u << m)) device::accumulate_bf16x8(acc, loaded[m]);
+        for (int i = 0; i < kMaxNvlRanks; ++i) {
+          rows[i] = partial(first + i);
+          if (rows[i] != nullptr) loaded[i] = reinterpret_cast<const int4*>(rows[i])[k];
+        }
+#pragma unroll
+        for (int i = 0; i < kMaxNvlRanks; ++i) {
+          if (rows[i] != nullptr) device::accumulate_bf16x8(acc, loaded[i]);
+        }
       }
       if (bias0 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias0 + k));
       if (bias1 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias1 + k));
@@ -139,9 +135,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     if (p.combined_topk_weights != nullptr && lane < p.num_topk) {
       float sum = 0.0f;
-#pragma unroll
-      for (int m = 0; m < kMaxNvlRanks; ++m) {
-        if (mask & (1u << m)) sum += reinterpret_cast<const float*>(partial[m] + p.carve.weights_offset)[lane];
+      for (int m = 0; m < N; ++m) {
+        if (const std::uint8_t* row = partial(m)) sum += reinterpret_cast<const float*>(row + p.carve.weights_offset)[lane];
       }
       p.combined_topk_weights[static_cast<std::int64_t>(token) * p.num_topk + lane] = sum;
     }

@@ -41,12 +41,13 @@ __global__ void __launch_bounds__(kThreads) internode_send_kernel(const __grid_c
   const int R = v.num_nodes * v.per_node, N = v.num_nodes;
   const int lane = threadIdx.x % 32, warps = blockDim.x / 32;
   for (int token = blockIdx.x * warps + threadIdx.x / 32; token < p.num_tokens; token += gridDim.x * warps) {
-    unsigned nodes = 0;
-    for (int m = 0; m < N; ++m) nodes |= (p.rdma_send_pos[static_cast<std::int64_t>(token) * N + m] >= 0 ? 1u : 0u) << m;
-    if (nodes == 0) continue;
+    const int* slots = p.rdma_send_pos + static_cast<std::int64_t>(token) * N;  // per node, -1: not sent
+    bool any = false;
+    for (int m = 0; m < N; ++m) any = any || slots[m] >= 0;
+    if (!any) continue;
     stage_record(p, t.own(p.carve.stage(token)), token, lane);
     for (int m = 0; m < N; ++m) {
-      if (!(nodes & (1u << m)) || lane >= v.per_node) continue;
+      if (slots[m] < 0 || lane >= v.per_node) continue;
       const int dst = m * v.per_node + lane;
       const int pos = p.send_pos[static_cast<std::int64_t>(token) * R + dst];
       const int first = v.rank == 0 ? 0 : p.rank_prefix_matrix[(v.rank - 1) * R + dst];
@@ -54,10 +55,9 @@ __global__ void __launch_bounds__(kThreads) internode_send_kernel(const __grid_c
     }
     __syncwarp();
     for (int m = 0; m < N; ++m) {
-      if (!(nodes & (1u << m))) continue;
+      if (slots[m] < 0) continue;
       const int peer = m * v.per_node + v.local;
-      const std::int64_t slot = p.rdma_send_pos[static_cast<std::int64_t>(token) * N + m];
-      const std::int64_t dst = p.carve.recv(v.node, slot);
+      const std::int64_t dst = p.carve.recv(v.node, slots[m]);
       t.put_warp(peer, dst, p.carve.stage(token), p.carve.record.bytes, lane);
       t.put_warp(peer, dst + p.carve.record.bytes, p.carve.positions_stage(token, m, N), p.carve.record.positions_bytes,
                  lane);

@@ -12,7 +12,8 @@ namespace {
 
 constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
-constexpr int kMaxColumns = 2 * kMaxNvlRanks;  // ranks, then nodes
+constexpr int kColumnsPerPass = 16;  // columns: ranks, then nodes
+constexpr int kMaxColumns = 2 * kMaxInternodeRanks;
 
 // Column c of token t: is it sent to rank c (c < R), or to node c - R (any rank there).
 template <typename Windows>
@@ -24,49 +25,56 @@ __device__ __forceinline__ bool token_in_column(const InternodeNotifyParams<Wind
   return any;
 }
 
-// Block-wide scan over tokens, 1024 per round; totals[c] ends as the column's count.
+// Block-wide scan over tokens, 1024 per round, kColumnsPerPass columns per pass;
+// totals[c] ends as column c's count.
 template <typename Windows>
 __device__ void count_positions(const InternodeNotifyParams<Windows>& p, const NodeView& v, int* totals) {
   const int R = v.num_nodes * v.per_node, N = v.num_nodes, columns = R + N;
-  __shared__ int warp_counts[kWarps][kMaxColumns];
+  __shared__ int warp_counts[kWarps][kColumnsPerPass];
+  __shared__ int running[kColumnsPerPass];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  if (threadIdx.x < kMaxColumns) totals[threadIdx.x] = 0;
-  __syncthreads();
-  for (int chunk = 0; chunk < p.num_tokens; chunk += kThreads) {
-    const int t = chunk + threadIdx.x;
-    const bool valid = t < p.num_tokens;
-    bool in[kMaxColumns];
-    int lane_prefix[kMaxColumns];
-#pragma unroll
-    for (int c = 0; c < kMaxColumns; ++c) {
-      in[c] = valid && c < columns && token_in_column(p, t, c, R, v.per_node);
-      const unsigned ballot = __ballot_sync(0xffffffffu, in[c]);
-      lane_prefix[c] = __popc(ballot & ((1u << lane) - 1u));
-      if (lane == 0) warp_counts[warp][c] = __popc(ballot);
-    }
+  for (int first = 0; first < columns; first += kColumnsPerPass) {
+    if (threadIdx.x < kColumnsPerPass) running[threadIdx.x] = 0;
     __syncthreads();
-    if (static_cast<int>(threadIdx.x) < columns) {  // exclusive scan over warps, per column
-      int running = totals[threadIdx.x];
-      for (int w = 0; w < kWarps; ++w) {
-        const int c = warp_counts[w][threadIdx.x];
-        warp_counts[w][threadIdx.x] = running;
-        running += c;
+    for (int chunk = 0; chunk < p.num_tokens; chunk += kThreads) {
+      const int t = chunk + threadIdx.x;
+      const bool valid = t < p.num_tokens;
+      bool in[kColumnsPerPass];
+      int lane_prefix[kColumnsPerPass];
+#pragma unroll
+      for (int i = 0; i < kColumnsPerPass; ++i) {
+        in[i] = valid && first + i < columns && token_in_column(p, t, first + i, R, v.per_node);
+        const unsigned ballot = __ballot_sync(0xffffffffu, in[i]);
+        lane_prefix[i] = __popc(ballot & ((1u << lane) - 1u));
+        if (lane == 0) warp_counts[warp][i] = __popc(ballot);
       }
-      totals[threadIdx.x] = running;
-    }
-    __syncthreads();
-    if (valid) {
+      __syncthreads();
+      if (threadIdx.x < kColumnsPerPass) {  // exclusive scan over warps, per column
+        int sum = running[threadIdx.x];
+        for (int w = 0; w < kWarps; ++w) {
+          const int c = warp_counts[w][threadIdx.x];
+          warp_counts[w][threadIdx.x] = sum;
+          sum += c;
+        }
+        running[threadIdx.x] = sum;
+      }
+      __syncthreads();
+      if (valid) {
 #pragma unroll
-      for (int c = 0; c < kMaxColumns; ++c) {
-        if (c >= columns) break;
-        const int pos = in[c] ? warp_counts[warp][c] + lane_prefix[c] : -1;
-        if (c < R) {
-          p.send_pos[static_cast<std::int64_t>(t) * R + c] = pos;
-        } else {
-          p.rdma_send_pos[static_cast<std::int64_t>(t) * N + (c - R)] = pos;
+        for (int i = 0; i < kColumnsPerPass; ++i) {
+          const int c = first + i;
+          if (c >= columns) break;
+          const int pos = in[i] ? warp_counts[warp][i] + lane_prefix[i] : -1;
+          if (c < R) {
+            p.send_pos[static_cast<std::int64_t>(t) * R + c] = pos;
+          } else {
+            p.rdma_send_pos[static_cast<std::int64_t>(t) * N + (c - R)] = pos;
+          }
         }
       }
+      __syncthreads();
     }
+    if (threadIdx.x < kColumnsPerPass && first + threadIdx.x < columns) totals[first + threadIdx.x] = running[threadIdx.x];
     __syncthreads();
   }
 }
@@ -78,17 +86,17 @@ __device__ bool counts_match_layout(const InternodeNotifyParams<Windows>& p, con
   __shared__ bool ok;
   if (threadIdx.x == 0) ok = true;
   __syncthreads();
-  const int c = threadIdx.x;
-  if (c < R && totals[c] != p.num_tokens_per_rank[c]) {
-    device::record_error(p.ctx.error, protocol::ErrorCode::kCountMismatch, v.rank, protocol::Phase::kDispatchNotify, c,
-                         totals[c], p.num_tokens_per_rank[c]);
-    ok = false;
-  }
-  if (p.num_tokens_per_rdma_rank != nullptr && c >= R && c < R + v.num_nodes &&
-      totals[c] != p.num_tokens_per_rdma_rank[c - R]) {
-    device::record_error(p.ctx.error, protocol::ErrorCode::kCountMismatch, v.rank, protocol::Phase::kDispatchNotify,
-                         -1, totals[c], p.num_tokens_per_rdma_rank[c - R], c - R, protocol::kCountMismatchPerNode);
-    ok = false;
+  for (int c = threadIdx.x; c < R + v.num_nodes; c += blockDim.x) {
+    if (c < R && totals[c] != p.num_tokens_per_rank[c]) {
+      device::record_error(p.ctx.error, protocol::ErrorCode::kCountMismatch, v.rank, protocol::Phase::kDispatchNotify,
+                           c, totals[c], p.num_tokens_per_rank[c]);
+      ok = false;
+    }
+    if (p.num_tokens_per_rdma_rank != nullptr && c >= R && totals[c] != p.num_tokens_per_rdma_rank[c - R]) {
+      device::record_error(p.ctx.error, protocol::ErrorCode::kCountMismatch, v.rank, protocol::Phase::kDispatchNotify,
+                           -1, totals[c], p.num_tokens_per_rdma_rank[c - R], c - R, protocol::kCountMismatchPerNode);
+      ok = false;
+    }
   }
   __syncthreads();
   return ok;
@@ -101,8 +109,7 @@ __device__ bool rows_agree(const InternodeNotifyParams<Windows>& p, const NodeVi
   __shared__ bool agree;
   if (threadIdx.x == 0) agree = true;
   __syncthreads();
-  const int s = threadIdx.x;
-  if (s < R) {
+  for (int s = threadIdx.x; s < R; s += blockDim.x) {
     const int* theirs = rows + static_cast<std::int64_t>(s) * row_ints;
     if (theirs[protocol::kCountFailed] != 0) {
       device::record_error(p.ctx.error, protocol::ErrorCode::kPeerFailed, v.rank, protocol::Phase::kDispatchNotify, s);

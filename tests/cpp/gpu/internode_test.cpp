@@ -1,4 +1,6 @@
-// Internode high-throughput calls on emulated nodes (2x4, 4x2): the TEST_CASES.md cases
+// Internode high-throughput calls on emulated nodes (2x4, 4x2, and 12 ranks as 3x4 and
+// 12x1: more ranks than one NVLink domain holds, more nodes than one pass of the kernels'
+// per-node loops): the TEST_CASES.md cases
 // that differ from one node. More tokens than the RDMA window holds (B6), per-node counts
 // that disagree with the routing, a handle without the internode tensors (B10), a rank
 // that never calls dispatch or combine (F1) and reset() afterwards (F4), num_worst_tokens
@@ -35,7 +37,7 @@ IoShape shape_of(const NodeLayout& l, int num_worst_tokens = 0) {
   s.num_ranks = l.num_ranks;
   s.ranks_per_node = l.ranks_per_node;
   s.hidden = 512;
-  s.num_experts = 32;
+  s.num_experts = 48;  // divisible by 8 and 12
   s.num_topk = 4;
   s.max_tokens = 2 * kTokens;  // room for a call above the window's capacity
   s.num_worst_tokens = num_worst_tokens;
@@ -182,7 +184,8 @@ std::string layout_name(const ::testing::TestParamInfo<NodeLayout>& info) {
          std::to_string(info.param.ranks_per_node);
 }
 
-INSTANTIATE_TEST_SUITE_P(EmulatedNodes, InternodeCalls, ::testing::Values(NodeLayout{8, 4}, NodeLayout{8, 2}),
+INSTANTIATE_TEST_SUITE_P(EmulatedNodes, InternodeCalls, ::testing::Values(NodeLayout{8, 4}, NodeLayout{8, 2}, NodeLayout{12, 4},
+                                                                    NodeLayout{12, 1}),
                          layout_name);
 
 }  // namespace
