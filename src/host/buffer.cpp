@@ -11,6 +11,7 @@
 
 #include "host/buffer_impl.hpp"
 #include "host/error_report.hpp"
+#include "host/internode_calls.hpp"
 #include "host/internode_transport.hpp"
 #include "host/validation.hpp"
 #include "kernels/layout/layout_params.hpp"
@@ -32,13 +33,15 @@ struct ConstructionRecord {
   int low_latency_mode;
   int ranks_per_node;
   int ll_all_rdma;
+  int use_gin_transport;
 };
 
 std::string describe(const ConstructionRecord& r) {
   return "num_nvl_bytes=" + std::to_string(r.num_nvl_bytes) + " num_rdma_bytes=" + std::to_string(r.num_rdma_bytes) +
          " low_latency_mode=" + std::to_string(r.low_latency_mode) +
          " ranks_per_node=" + std::to_string(r.ranks_per_node) +
-         " allow_nvlink_for_low_latency=" + std::to_string(1 - r.ll_all_rdma);
+         " allow_nvlink_for_low_latency=" + std::to_string(1 - r.ll_all_rdma) +
+         " use_gin_transport=" + std::to_string(r.use_gin_transport);
 }
 
 }  // namespace
@@ -53,43 +56,19 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
                         " must divide the group size " + std::to_string(num_ranks));
   ranks_per_node =
       options.emulated_ranks_per_node > 0 ? options.emulated_ranks_per_node : group->num_ranks_per_node();
-  const auto window = protocol::carve_internode_window(num_rdma_bytes, num_ranks, num_nodes());
-  internode_window_bytes = window.total_bytes;
-  if (group->num_ranks_per_node() < num_ranks || options.use_gin_transport) {
-    // Ranks on several nodes: the RDMA engine first (it says whether this machine has one).
-    gin = host::make_internode_transport(*group, window.total_bytes - transport::kSignalBytes, ranks_per_node);
-    host::require(internode(), op,
-                  "the GIN transport is up, but only the internode high-throughput kernels run over it in this "
-                  "build: not low latency, and not ranks on one node (set emulated_ranks_per_node to split them)");
-  }
-  if (internode()) {
-    host::require(ranks_per_node <= kMaxNvlRanks && num_ranks <= kMaxInternodeRanks, op,
-                  std::to_string(num_ranks) + " ranks in nodes of " + std::to_string(ranks_per_node) +
-                      ": internode buffers take nodes of up to kMaxNvlRanks = " + std::to_string(kMaxNvlRanks) +
-                      " and up to kMaxInternodeRanks = " + std::to_string(kMaxInternodeRanks) + " ranks");
-  } else {
-    host::require(num_ranks <= kMaxNvlRanks, op,
-                  "group of " + std::to_string(num_ranks) + " ranks exceeds the NVLink-domain maximum kMaxNvlRanks = " +
-                      std::to_string(kMaxNvlRanks) + (options.low_latency_mode
-                                                           ? " (low latency across nodes: emulated_ranks_per_node <= 8 "
-                                                             "ranks in all, or GIN, which is not wired yet)"
-                                                           : " (split it into nodes: the internode kernels)"));
-  }
-  host::require(num_nvl_bytes >= 0, op, "num_nvl_bytes must be >= 0, got " + std::to_string(num_nvl_bytes));
-  MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&num_device_sms, cudaDevAttrMultiProcessorCount, device));
-
   ll_all_rdma = !options.allow_nvlink_for_low_latency && num_ranks > 1;
 
   // Every rank must agree on the buffer's shape (TEST_CASES B7): compare collectively.
-  ConstructionRecord mine{num_nvl_bytes, num_rdma_bytes, device, options.low_latency_mode ? 1 : 0, ranks_per_node,
-                          ll_all_rdma ? 1 : 0};
+  // Before anything collective that depends on it (the GIN transport is built by all or none).
+  ConstructionRecord mine{num_nvl_bytes,  num_rdma_bytes,      device, options.low_latency_mode ? 1 : 0,
+                          ranks_per_node, ll_all_rdma ? 1 : 0, options.use_gin_transport ? 1 : 0};
   std::vector<ConstructionRecord> all(num_ranks);
   group->allgather(&mine, sizeof(mine), all.data());
   std::ostringstream disagreement;
   for (int r = 0; r < num_ranks; ++r) {
     if (all[r].num_nvl_bytes != all[0].num_nvl_bytes || all[r].num_rdma_bytes != all[0].num_rdma_bytes ||
         all[r].low_latency_mode != all[0].low_latency_mode || all[r].ranks_per_node != all[0].ranks_per_node ||
-        all[r].ll_all_rdma != all[0].ll_all_rdma) {
+        all[r].ll_all_rdma != all[0].ll_all_rdma || all[r].use_gin_transport != all[0].use_gin_transport) {
       disagreement << " rank " << r << ": " << describe(all[r]) << ";";
     }
   }
@@ -107,6 +86,35 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
                     " but CUDA_DEVICE_MAX_CONNECTIONS=" + std::to_string(runtime::configured_hardware_queues()) +
                     "; set it to at least " + std::to_string(queues_needed) +
                     " (32 is CUDA's maximum) before the process first uses CUDA");
+
+  const auto window = protocol::carve_internode_window(num_rdma_bytes, num_ranks, num_nodes());
+  internode_window_bytes = window.total_bytes;
+  if (group->num_ranks_per_node() < num_ranks || options.use_gin_transport) {
+    // Ranks on several nodes: the RDMA engine before the rest (it says whether this machine
+    // has one).
+    gin = host::make_internode_transport(*group, window.total_bytes - transport::kSignalBytes, ranks_per_node);
+    host::require(internode(), op,
+                  "the GIN transport is up, but only the internode high-throughput kernels run over it in this "
+                  "build: not low latency, and not ranks on one node (set emulated_ranks_per_node to split them)");
+  }
+  if (internode()) {
+    host::require(group->num_ranks_per_node() % ranks_per_node == 0, op,
+                  "emulated_ranks_per_node=" + std::to_string(ranks_per_node) + " must divide the real ranks per node " +
+                      std::to_string(group->num_ranks_per_node()) + " (an emulated node cannot span real ones)");
+    host::require(ranks_per_node <= kMaxNvlRanks && num_ranks <= kMaxInternodeRanks, op,
+                  std::to_string(num_ranks) + " ranks in nodes of " + std::to_string(ranks_per_node) +
+                      ": internode buffers take nodes of up to kMaxNvlRanks = " + std::to_string(kMaxNvlRanks) +
+                      " and up to kMaxInternodeRanks = " + std::to_string(kMaxInternodeRanks) + " ranks");
+  } else {
+    host::require(num_ranks <= kMaxNvlRanks, op,
+                  "group of " + std::to_string(num_ranks) + " ranks exceeds the NVLink-domain maximum kMaxNvlRanks = " +
+                      std::to_string(kMaxNvlRanks) + (options.low_latency_mode
+                                                           ? " (low latency across nodes: emulated_ranks_per_node <= 8 "
+                                                             "ranks in all, or GIN, which is not wired yet)"
+                                                           : " (split it into nodes: the internode kernels)"));
+  }
+  host::require(num_nvl_bytes >= 0, op, "num_nvl_bytes must be >= 0, got " + std::to_string(num_nvl_bytes));
+  MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&num_device_sms, cudaDevAttrMultiProcessorCount, device));
 
   layout = protocol::carve_nvl_buffer_for_bytes(num_nvl_bytes);
   nvl = std::make_unique<runtime::PeerMapping>(*group, static_cast<std::size_t>(num_nvl_bytes));
@@ -215,8 +223,6 @@ void Buffer::check_error() { impl_->ensure_usable("check_error"); }
 
 void Buffer::reset() {
   runtime::DeviceGuard guard(impl_->device);
-  // GIN signals cannot be cleared, and the calls that count them restart at zero.
-  host::require(!impl_->gin, "reset", "a buffer over the GIN transport cannot be reset yet: destroy and recreate it");
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(impl_->comm_stream.get()));
   impl_->group->barrier();  // no peer is still signalling into this buffer
   // Ordered on the comm stream and waited for: a legacy-stream memset could land after the
@@ -226,7 +232,7 @@ void Buffer::reset() {
     MOE_EP_CUDA_CHECK(cudaMemsetAsync(impl_->nvl->local(), 0, sizeof(protocol::NvlHeader), comm));
   }
   MOE_EP_CUDA_CHECK(cudaMemsetAsync(impl_->state.get(), 0, sizeof(protocol::DeviceState), comm));
-  if (impl_->rdma) MOE_EP_CUDA_CHECK(cudaMemsetAsync(impl_->rdma->local(), 0, impl_->rdma->bytes(), comm));
+  if (impl_->internode()) host::reset_internode_transport(*impl_, comm);  // the call counts restart at zero
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(comm));
   std::memset(impl_->host(), 0, sizeof(protocol::HostMappedState));
   impl_->group->reset_peer_launches();  // skipped or stalled calls no longer count

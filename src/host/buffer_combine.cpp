@@ -38,7 +38,10 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   check_tensor(op, handle.is_token_in_rank, {"handle.is_token_in_rank", {DType::kBool}, {num_tokens, R}});
   check_tensor(op, handle.send_pos, {"handle.send_pos", {DType::kInt32}, {num_tokens, R}});
   check_tensor(op, handle.rank_prefix_matrix, {"handle.rank_prefix_matrix", {DType::kInt32}, {R, R}});
-  if (impl_->internode()) host::check_internode_handle(op, *impl_, handle);
+  if (impl_->internode()) {
+    host::check_internode_handle(op, *impl_, handle);
+    host::check_internode_combine_capacity(op, *impl_, num_tokens, hidden, num_topk);
+  }
   const int num_sms = impl_->checked_num_sms(op, a.config);
   if (impl_->consume_skip()) return Event();
   const Impl::LaunchGatePass gate{*impl_};

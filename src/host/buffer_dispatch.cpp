@@ -165,6 +165,25 @@ void launch_intranode_notify(const Buffer::Impl& b, const DispatchArgs& args, co
   kernels::launch_notify(p, comm);
 }
 
+// The copy step's arguments: the call's, then the outputs sized by the counting step.
+DispatchShape check_receive_args(const std::string& op, const Buffer::Impl& b, const DispatchArgs& args,
+                                 const DispatchHandle& handle, const DispatchOutputs& out, bool cached) {
+  const DispatchShape s = check_dispatch_args(op, b, args, handle, cached);
+  b.check_handle(op, handle);
+  const std::int64_t rows = handle.num_recv_rows;
+  check_tensor(op, out.recv_x, {"recv_x", {args.x.dtype}, {rows, s.hidden}});
+  check_tensor(op, handle.recv_src_idx, {"handle.recv_src_idx", {DType::kInt32}, {rows}});
+  if (s.fp8) check_tensor(op, out.recv_x_scales, {"recv_x_scales", {DType::kFloat32}, {rows, s.num_scales}});
+  if (s.num_topk > 0) {
+    check_tensor(op, out.recv_topk_idx, {"recv_topk_idx", {DType::kInt64}, {rows, s.num_topk}});
+    if (args.topk_weights.defined()) {
+      check_tensor(op, out.recv_topk_weights, {"recv_topk_weights", {DType::kFloat32}, {rows, s.num_topk}});
+    }
+  }
+  if (b.internode() && !cached) host::check_internode_handle(op, b, handle);
+  return s;
+}
+
 }  // namespace
 
 Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& handle, const DispatchOutputs& out,
@@ -176,26 +195,32 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
     return Event();
   }
   if (!impl_->failure.empty()) impl_->ensure_usable(op);
-  const DispatchShape s = check_dispatch_args(op, *impl_, args, handle, cached);
-  impl_->check_handle(op, handle);
-  const std::int64_t rows = handle.num_recv_rows;
-  check_tensor(op, out.recv_x, {"recv_x", {args.x.dtype}, {rows, s.hidden}});
-  check_tensor(op, handle.recv_src_idx, {"handle.recv_src_idx", {DType::kInt32}, {rows}});
-  if (s.fp8) check_tensor(op, out.recv_x_scales, {"recv_x_scales", {DType::kFloat32}, {rows, s.num_scales}});
-  if (s.num_topk > 0) {
-    check_tensor(op, out.recv_topk_idx, {"recv_topk_idx", {DType::kInt64}, {rows, s.num_topk}});
-    if (args.topk_weights.defined()) {
-      check_tensor(op, out.recv_topk_weights, {"recv_topk_weights", {DType::kFloat32}, {rows, s.num_topk}});
-    }
+  // Across nodes the counting step has advanced the transport's signal counts, and only
+  // this step brings them back in step: refused now, the buffer refuses calls until
+  // reset() (instead of the next call timing out on every rank).
+  auto refused_after_count = [&](const std::exception& e) {
+    if (impl_->internode()) impl_->failure = op + " refused after its counting step (" + e.what() + ")";
+  };
+  DispatchShape s;
+  int num_sms = 0;
+  try {
+    s = check_receive_args(op, *impl_, args, handle, out, cached);
+    num_sms = impl_->checked_num_sms(op, args.config);
+  } catch (const std::exception& e) {
+    refused_after_count(e);
+    throw;
   }
-  const int num_sms = impl_->checked_num_sms(op, args.config);
-
-  if (impl_->internode() && !cached) host::check_internode_handle(op, *impl_, handle);
+  const std::int64_t rows = handle.num_recv_rows;
 
   const Impl::LaunchGatePass gate{*impl_};
   cudaStream_t comm = impl_->comm_stream.get();
   if (impl_->internode()) {
-    host::launch_internode_dispatch(*impl_, args, s, handle, out, cached, num_sms, comm);
+    try {
+      host::launch_internode_dispatch(*impl_, args, s, handle, out, cached, num_sms, comm);
+    } catch (const std::exception& e) {
+      refused_after_count(e);
+      throw;
+    }
     return impl_->end(args.stream);
   }
   const kernels::CollectiveContext ctx =

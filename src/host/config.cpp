@@ -18,7 +18,7 @@ std::int64_t Config::get_rdma_buffer_size_hint(std::int64_t hidden_bytes, int nu
   // As deep_ep: no RDMA buffer within one NVLink domain. Across nodes of kMaxNvlRanks, the
   // window for calls of up to 16 chunks of received tokens per rank (a call's tokens must
   // fit it: there is no chunked pipeline yet); Buffer::internode_size_hint for other sizes.
-  if (num_ranks <= kMaxNvlRanks) return 0;
+  if (num_ranks <= kMaxNvlRanks || num_ranks % kMaxNvlRanks != 0) return 0;
   return Buffer::internode_size_hint(static_cast<std::int64_t>(num_max_rdma_chunked_recv_tokens) * 16,
                                      (hidden_bytes + 1) / 2, num_ranks, kMaxNvlRanks);
 }

@@ -1,6 +1,8 @@
 // Dispatch argument checks (see dispatch_checks.hpp).
 #include "host/dispatch_checks.hpp"
 
+#include <algorithm>
+
 #include "host/validation.hpp"
 
 namespace moe_ep::host {
@@ -11,11 +13,28 @@ namespace {
 void check_internode_capacity(const std::string& op, const Buffer::Impl& b, const DispatchShape& s) {
   if (!b.internode()) return;
   const auto window = protocol::carve_internode_window(b.internode_window_bytes, b.num_ranks, b.num_nodes());
-  const auto carve = protocol::carve_internode_dispatch(window, s.row_bytes, s.num_scales, s.num_topk, b.ranks_per_node);
-  require(s.num_tokens <= carve.capacity, op,
+  // Combine comes back through the same window with bf16 rows: a dispatch it could not
+  // return is refused now.
+  const std::int64_t capacity =
+      std::min(protocol::carve_internode_dispatch(window, s.row_bytes, s.num_scales, s.num_topk, b.ranks_per_node)
+                   .capacity,
+               protocol::carve_internode_combine(window, s.hidden, s.num_topk).capacity);
+  require(s.num_tokens <= capacity, op,
           "x has " + std::to_string(s.num_tokens) + " tokens but num_rdma_bytes=" + std::to_string(b.internode_window_bytes) +
-              " holds " + std::to_string(carve.capacity) + " per rank for rows of " + std::to_string(s.row_bytes) +
+              " holds " + std::to_string(capacity) + " per rank for rows of " + std::to_string(s.row_bytes) +
               " bytes across " + std::to_string(b.num_nodes()) + " nodes (see Buffer::internode_size_hint)");
+}
+
+// The handle's routing tensors (written by this call, or read by a cached one).
+void check_handle_routing(const std::string& op, const Buffer::Impl& b, const DispatchHandle& handle,
+                          std::int64_t num_tokens) {
+  const int R = b.num_ranks;
+  check_tensor(op, handle.rank_prefix_matrix, {"handle.rank_prefix_matrix", {DType::kInt32}, {R, R}});
+  check_tensor(op, handle.send_pos, {"handle.send_pos", {DType::kInt32}, {num_tokens, R}});
+  if (!b.internode()) return;
+  const int N = b.num_nodes();
+  check_tensor(op, handle.rdma_send_pos, {"handle.rdma_send_pos", {DType::kInt32}, {num_tokens, N}});
+  check_tensor(op, handle.forwarded_prefix, {"handle.forwarded_prefix", {DType::kInt32}, {N}});
 }
 
 }  // namespace
@@ -56,6 +75,7 @@ DispatchShape check_dispatch_args(const std::string& op, const Buffer::Impl& b, 
             "x has " + std::to_string(s.num_tokens) + " tokens but the handle was made for " +
                 std::to_string(handle.num_tokens));
     require(!a.topk_idx.defined() && !a.topk_weights.defined(), op, "a cached dispatch takes no topk_idx/topk_weights");
+    check_handle_routing(op, b, handle, s.num_tokens);
     check_internode_capacity(op, b, s);
     return s;
   }
@@ -75,13 +95,9 @@ DispatchShape check_dispatch_args(const std::string& op, const Buffer::Impl& b, 
   }
   require(!a.topk_weights.defined() || a.topk_idx.defined(), op, "topk_weights given without topk_idx");
   check_optional_tensor(op, a.topk_weights, {"topk_weights", {DType::kFloat32}, {s.num_tokens, s.num_topk}});
-  check_tensor(op, handle.rank_prefix_matrix, {"handle.rank_prefix_matrix", {DType::kInt32}, {R, R}});
-  check_tensor(op, handle.send_pos, {"handle.send_pos", {DType::kInt32}, {s.num_tokens, R}});
+  check_handle_routing(op, b, handle, s.num_tokens);
   if (b.internode()) {
-    const int N = b.num_nodes();
-    check_optional_tensor(op, a.num_tokens_per_rdma_rank, {"num_tokens_per_rdma_rank", {DType::kInt32}, {N}});
-    check_tensor(op, handle.rdma_send_pos, {"handle.rdma_send_pos", {DType::kInt32}, {s.num_tokens, N}});
-    check_tensor(op, handle.forwarded_prefix, {"handle.forwarded_prefix", {DType::kInt32}, {N}});
+    check_optional_tensor(op, a.num_tokens_per_rdma_rank, {"num_tokens_per_rdma_rank", {DType::kInt32}, {b.num_nodes()}});
   } else {
     require(!a.num_tokens_per_rdma_rank.defined(), op,
             "num_tokens_per_rdma_rank given but every rank is on one node (pass None)");

@@ -63,6 +63,27 @@ std::vector<OutputCopy> stage_sink(const Buffer::Impl& b, protocol::SinkDescript
 
 }  // namespace
 
+void reset_internode_transport(const Buffer::Impl& b, cudaStream_t comm) {
+  over_transport(b, protocol::Op::kDispatch, [&](const auto& ctx) { kernels::launch_internode_reset(ctx, comm); });
+  if (b.rdma) MOE_EP_CUDA_CHECK(cudaMemsetAsync(b.rdma->local(), 0, b.rdma->bytes(), comm));
+#if defined(MOE_EP_WITH_GIN)
+  if (b.gin) {
+    const auto* gin = static_cast<const transport::GinTransportHost*>(b.gin.get());
+    MOE_EP_CUDA_CHECK(cudaMemsetAsync(gin->local_window(), 0, b.internode_window_bytes, comm));
+  }
+#endif
+}
+
+void check_internode_combine_capacity(const std::string& op, const Buffer::Impl& b, std::int64_t num_tokens,
+                                      std::int64_t hidden, int num_topk) {
+  const auto window = protocol::carve_internode_window(b.internode_window_bytes, b.num_ranks, b.num_nodes());
+  const auto carve = protocol::carve_internode_combine(window, hidden, num_topk);
+  require(num_tokens <= carve.capacity, op,
+          std::to_string(num_tokens) + " tokens exceed the " + std::to_string(carve.capacity) +
+              " per rank that num_rdma_bytes=" + std::to_string(b.internode_window_bytes) +
+              " holds for combine rows of hidden=" + std::to_string(hidden) + " (see Buffer::internode_size_hint)");
+}
+
 void check_internode_handle(const std::string& op, const Buffer::Impl& b, const DispatchHandle& handle) {
   const int N = b.num_nodes();
   check_tensor(op, handle.rdma_send_pos, {"handle.rdma_send_pos", {DType::kInt32}, {handle.num_tokens, N}});
@@ -173,11 +194,6 @@ void launch_internode_combine(const Buffer::Impl& b, const CombineArgs& a, const
   over_transport(b, protocol::Op::kCombine, [&](const auto& ctx) {
     using Windows = WindowsOf<decltype(ctx)>;
     const auto carve = protocol::carve_internode_combine(ctx.window, hidden, num_topk);
-    require(handle.num_tokens <= carve.capacity, "combine",
-            "the handle's " + std::to_string(handle.num_tokens) + " tokens exceed the " +
-                std::to_string(carve.capacity) +
-                " per rank that num_rdma_bytes=" + std::to_string(b.internode_window_bytes) +
-                " holds for combine rows of hidden=" + std::to_string(hidden) + " (see Buffer::internode_size_hint)");
 
     kernels::InternodeCombineForwardParams<Windows> forward{};
     forward.ctx = ctx;

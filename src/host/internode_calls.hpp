@@ -18,6 +18,11 @@ void launch_internode_dispatch(const Buffer::Impl& b, const DispatchArgs& a, con
 // forwarders, then the reduction at the home ranks.
 void launch_internode_combine(const Buffer::Impl& b, const CombineArgs& a, const DispatchHandle& handle,
                               int hidden, int num_topk, int num_sms, cudaStream_t comm);
+// reset(), after a barrier: the transport's signals and window of this rank back to zero.
+void reset_internode_transport(const Buffer::Impl& b, cudaStream_t comm);
+// Combine's records must fit the combine half of the window (checked before any launch).
+void check_internode_combine_capacity(const std::string& op, const Buffer::Impl& b, std::int64_t num_tokens,
+                                      std::int64_t hidden, int num_topk);
 // Throws unless the handle carries the internode tensors of this buffer's node shape.
 void check_internode_handle(const std::string& op, const Buffer::Impl& b, const DispatchHandle& handle);
 

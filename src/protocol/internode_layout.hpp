@@ -1,6 +1,7 @@
 // Layout of each rank's RDMA window for the internode high-throughput kernels, and the
 // signal slots they use. ONE carve per region computes sizes and offsets; CPU-tested.
-//   [signal slots][count rows: (num_ranks + 1) x count row][dispatch half][combine half]
+//   [signal slots][count rows: (num_ranks + 1) x count row][combine shapes: (num_ranks + 1) x 16 B]
+//   [dispatch half][combine half]
 // Dispatch and combine have separate halves: a forwarder's combine puts may land while
 // the home rank's dispatch puts from its staging are still in flight to other nodes.
 #pragma once
@@ -41,9 +42,19 @@ struct CountRows {
   MOE_EP_TRANSPORT_HD constexpr int row_ints() const { return (per_expert() + kMaxExperts + 3) / 4 * 4; }
 };
 
+// What a home rank tells each forwarder before a combine: the shape of the records it
+// expects (a forwarder with another shape would put records of another size).
+struct CombineShape {
+  std::int32_t hidden;
+  std::int32_t num_topk;
+  std::int32_t reserved[2];
+};
+static_assert(sizeof(CombineShape) == 16);
+
 struct InternodeWindow {
   CountRows counts;
   std::int64_t counts_offset = 0;  // int32 [num_ranks + 1][row_ints]; row num_ranks is the own staging
+  std::int64_t shapes_offset = 0;  // CombineShape [num_ranks + 1], by home rank; the last is the own staging
   std::int64_t half_offset[2] = {0, 0};  // 0: dispatch, 1: combine
   std::int64_t half_bytes = 0;
   std::int64_t total_bytes = 0;
@@ -53,7 +64,8 @@ constexpr InternodeWindow carve_internode_window(std::int64_t window_bytes, int 
   InternodeWindow w;
   w.counts = CountRows{num_ranks, num_nodes};
   w.counts_offset = transport::kSignalBytes;
-  const std::int64_t fixed = align_up(w.counts_offset + 4LL * (num_ranks + 1) * w.counts.row_ints(), 128);
+  w.shapes_offset = w.counts_offset + 4LL * (num_ranks + 1) * w.counts.row_ints();
+  const std::int64_t fixed = align_up(w.shapes_offset + 16LL * (num_ranks + 1), 128);
   w.half_bytes = window_bytes > fixed ? (window_bytes - fixed) / 2 / 128 * 128 : 0;
   w.half_offset[0] = fixed;
   w.half_offset[1] = fixed + w.half_bytes;

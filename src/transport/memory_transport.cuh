@@ -13,6 +13,8 @@
 //       after every put this block issued before a __syncthreads()
 //   read_signal(slot)  acquire load of the own slot
 //   flush()  the calling thread's puts are complete at the destination
+//   flush_block()  whole block: every put of the block's threads is complete (sources reusable)
+//   reset_signal(slot)  zero the own slot; no peer may be signalling it
 #pragma once
 #include <cstdint>
 
@@ -66,6 +68,8 @@ struct MemoryTransport {
     return device::load_acquire(signal_word(topology.rank, slot), gpu_scope);
   }
   __device__ __forceinline__ void flush() const { fence(); }
+  __device__ __forceinline__ void flush_block() const { fence(); }
+  __device__ __forceinline__ void reset_signal(int slot) const { device::store_release(signal_word(topology.rank, slot), 0, gpu_scope); }
 
 };
 

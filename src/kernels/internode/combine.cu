@@ -14,6 +14,54 @@ namespace {
 
 constexpr int kThreads = 512;
 
+// Block 0 of combine_forward: this rank, as a home, puts the shape of the records it
+// expects to every forwarder that serves it, then signals that its receive slots are free
+// (its previous combine has ended).
+template <typename Windows, typename Transport>
+__device__ void announce_home(const InternodeCombineForwardParams<Windows>& p, const Transport& t, const NodeView& v) {
+  const protocol::InternodeWindow& w = p.ctx.window;
+  const std::int64_t staged = w.shapes_offset + 16LL * v.num_nodes * v.per_node;
+  if (threadIdx.x < 32) {
+    if (threadIdx.x == 0) *reinterpret_cast<protocol::CombineShape*>(t.own(staged)) = {p.hidden, p.num_topk, {0, 0}};
+    __syncwarp();
+    for (int m = 0; m < v.num_nodes; ++m) {
+      t.put_warp(m * v.per_node + v.local, w.shapes_offset + 16LL * v.rank, staged, 16, threadIdx.x);
+    }
+  }
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < v.num_nodes) {
+    t.signal_add(threadIdx.x * v.per_node + v.local, p.ctx.slots.combine_ready_from(v.node), 1);
+  }
+}
+
+// Whole block, after the homes' signals: each home's shape must be this rank's (records
+// of another size would land at other offsets). Thread n reads home n, whose signal it
+// acquired itself.
+template <typename Windows, typename Transport>
+__device__ bool homes_agree_on_shape(const InternodeCombineForwardParams<Windows>& p, const Transport& t,
+                                     const NodeView& v) {
+  __shared__ bool agree;
+  if (threadIdx.x == 0) agree = true;
+  __syncthreads();
+  if (static_cast<int>(threadIdx.x) < v.num_nodes) {
+    const int home = threadIdx.x * v.per_node + v.local;
+    const auto* theirs = reinterpret_cast<const protocol::CombineShape*>(t.own(p.ctx.window.shapes_offset + 16LL * home));
+    const int mine[] = {p.hidden, p.num_topk};
+    const int got[] = {theirs->hidden, theirs->num_topk};
+    const protocol::ShapeField fields[] = {protocol::ShapeField::kHidden, protocol::ShapeField::kNumTopk};
+    for (int f = 0; f < 2; ++f) {
+      if (mine[f] == got[f]) continue;
+      device::record_error(p.ctx.error, protocol::ErrorCode::kShapeMismatch, v.rank,
+                           protocol::Phase::kInternodeCombineForward, home, mine[f], got[f], 0,
+                           static_cast<std::int32_t>(fields[f]));
+      agree = false;
+    }
+  }
+  __syncthreads();
+  if (!agree && threadIdx.x == 0) p.ctx.state->abort = 1;
+  return agree;
+}
+
 template <typename Windows>
 __global__ void __launch_bounds__(kThreads)
     internode_combine_forward_kernel(const __grid_constant__ InternodeCombineForwardParams<Windows> p) {
@@ -24,13 +72,10 @@ __global__ void __launch_bounds__(kThreads)
   const int P = v.per_node;
   const std::uint64_t calls = ctx.state->internode_calls[1] + 1;  // reduce counts it at its end
   const std::uint64_t epoch = current_op_epoch(ctx.node);
-  // This rank's receive slots are free (its previous combine has ended): tell every
-  // forwarder that serves it, then wait for the homes this rank serves.
-  if (blockIdx.x == 0 && static_cast<int>(threadIdx.x) < v.num_nodes) {
-    t.signal_add(threadIdx.x * P + v.local, ctx.slots.combine_ready_from(v.node), 1);
-  }
+  if (blockIdx.x == 0) announce_home(p, t, v);
   if (!wait_nodes(ctx, t, calls, protocol::Phase::kInternodeCombineForward,
-                  [&](int n) { return ctx.slots.combine_ready_from(n); }, [&](int n) { return n * P + v.local; })) {
+                  [&](int n) { return ctx.slots.combine_ready_from(n); }, [&](int n) { return n * P + v.local; }) ||
+      !homes_agree_on_shape(p, t, v)) {
     return;
   }
   __shared__ protocol::SourceDescriptor sources[kMaxNvlRanks];

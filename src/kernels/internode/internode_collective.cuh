@@ -60,7 +60,7 @@ __device__ __forceinline__ bool wait_nodes(const InternodeContext<Windows>& ctx,
 template <typename Windows, typename Transport>
 __device__ __forceinline__ bool internode_last_block(const InternodeContext<Windows>& ctx, const Transport& t) {
   __shared__ bool is_last;
-  t.flush();
+  t.flush_block();
   __syncthreads();
   if (threadIdx.x == 0) {
     __threadfence();

@@ -141,6 +141,9 @@ void launch_internode_combine_forward(const InternodeCombineForwardParams<Window
 template <typename Windows>
 void launch_internode_combine_reduce(const InternodeCombineReduceParams<Windows>& params, int num_blocks,
                                      cudaStream_t stream);
+// reset(): zeroes this rank's signal slots (no peer may be signalling).
+template <typename Windows>
+void launch_internode_reset(const InternodeContext<Windows>& ctx, cudaStream_t stream);
 // Load each kernel now (see preload_notify_kernels).
 void preload_internode_notify_kernel();
 void preload_internode_dispatch_kernels();

@@ -214,6 +214,7 @@ __global__ void __launch_bounds__(kThreads) internode_notify_kernel(const __grid
   }
   __syncthreads();
   if (static_cast<int>(threadIdx.x) < R) t.signal_add(threadIdx.x, ctx.slots.counts_from(v.rank), 1);
+  t.flush_block();  // the own row is rewritten by the next call
   __shared__ bool arrived;
   if (threadIdx.x == 0) arrived = true;
   __syncthreads();

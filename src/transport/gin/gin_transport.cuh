@@ -57,6 +57,10 @@ struct GinTransport {
   // Waits on every peer queue of the context, so it covers puts any thread posted before.
   // GIN promises the sources are reusable, not that data has landed: only a signal says so.
   __device__ __forceinline__ void flush() const { gin().flush(ncclCoopThread()); }
+  // Whole block: NCCL splits the peer queues over the block's threads.
+  __device__ __forceinline__ void flush_block() const { gin().flush(ncclCoopCta()); }
+  // Signal and shadow to zero; no peer may be signalling it.
+  __device__ __forceinline__ void reset_signal(int slot) const { gin().resetSignal(static_cast<ncclGinSignal_t>(slot)); }
 };
 
 // From windows in kernel parameter memory (a __grid_constant__ parameter).

@@ -20,7 +20,9 @@ TEST(InternodeLayout, WindowRegionsInOrderAndAligned) {
     const std::int64_t bytes = std::int64_t{64} << 20;
     const InternodeWindow w = carve_internode_window(bytes, s.num_ranks, s.num_nodes);
     EXPECT_EQ(w.counts_offset, transport::kSignalBytes);
-    EXPECT_GE(w.half_offset[0], w.counts_offset + 4LL * (s.num_ranks + 1) * w.counts.row_ints());
+    EXPECT_GE(w.shapes_offset, w.counts_offset + 4LL * (s.num_ranks + 1) * w.counts.row_ints());
+    EXPECT_EQ(w.shapes_offset % 16, 0);
+    EXPECT_GE(w.half_offset[0], w.shapes_offset + 16LL * (s.num_ranks + 1));
     EXPECT_EQ(w.counts.row_ints() % 4, 0);  // rows are put whole: 16-byte multiples
     EXPECT_GE(w.counts.row_ints(), w.counts.per_expert() + kMaxExperts);
     EXPECT_EQ(w.half_offset[0] % 128, 0);

@@ -139,6 +139,51 @@ TEST_P(InternodeCalls, B10CombineWithoutTheInternodeHandleTensorsRejected) {
   expect_exact_round("after the rejected call");
 }
 
+// The counting step advanced the transport's signal counts; a copy step refused on the
+// host leaves them out of step, so the buffer refuses calls (clearly) until reset().
+TEST_P(InternodeCalls, CopyStepRefusedAfterTheCountLeavesTheBufferRefusingUntilReset) {
+  expect_rejected_on_every_rank<InvalidArgument>(
+      *cluster_,
+      [&](int r) {
+        RankIo& io = io_.rank(r);
+        io.layout(buffer(r), stream(r));
+        const DispatchArgs a = io.dispatch_args(stream(r));
+        buffer(r).dispatch_notify(a, io.handle);
+        buffer(r).dispatch_receive(a, io.handle, DispatchOutputs{});  // a caller that allocated nothing
+      },
+      {"dispatch", "recv_x"});
+  expect_rejected_on_every_rank<std::runtime_error>(
+      *cluster_, [&](int r) { io_.rank(r).layout(buffer(r), stream(r)); },
+      {"refused after its counting step", "reset()"});
+  reset_all_ranks(*cluster_);
+  expect_exact_round("after reset");
+}
+
+// Shapes are compared within a node by the NVLink publication, and across nodes by each
+// forwarder against its homes': here node 0 combines with top-k weights, the others without.
+TEST_P(InternodeCalls, CombineShapesThatDifferAcrossNodesFailClearly) {
+  expect_exact_round("round with handles to combine with");
+  const TimedResults results = timed_on_ranks(*cluster_, [&](int r) {
+    CombineArgs a = io_.rank(r).combine_args(stream(r));
+    if (r >= shape_.per_node()) {
+      a.topk_weights = TensorView{};
+      a.combined_topk_weights = TensorView{};
+    }
+    buffer(r).combine(a, io_.rank(r).handle);
+    MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream(r)));
+    buffer(r).check_error();
+  });
+  int mismatches = 0;
+  for (int r = 0; r < shape_.num_ranks; ++r) {
+    const std::string message = message_of(results.errors[r]);
+    EXPECT_FALSE(message.empty()) << "rank " << r << " combined despite the mismatch";
+    mismatches += message.find("top-k") != std::string::npos ? 1 : 0;
+  }
+  EXPECT_GT(mismatches, 0) << "no rank named the top-k mismatch";
+  reset_all_ranks(*cluster_);
+  expect_exact_round("after reset");
+}
+
 TEST_P(InternodeCalls, F1F4RankThatNeverCallsDispatch) {
   expect_timeouts_then_recovery(
       [&](int r) {
