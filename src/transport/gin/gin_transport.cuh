@@ -38,6 +38,9 @@ struct GinTransport {
     }
     __syncwarp();
   }
+  // Kernels rely on NCCL 2.28's ordering: a signal lands after every earlier put of the
+  // context to that peer, whichever thread posted it. Later NCCL versions make standalone
+  // legacy signals weak unless asked (strong signal actions): revisit this when moving on.
   __device__ __forceinline__ void signal_add(int peer, int slot, std::uint64_t value) const {
     gin().signal(ncclTeamWorld(*dev_comm), peer, ncclGin_SignalAdd{static_cast<ncclGinSignal_t>(slot), value});
   }
