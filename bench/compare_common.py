@@ -20,6 +20,7 @@ class Problem:
     experts: int
     fp8: bool            # FP8 dispatch payload (ht: e4m3 + fp32 scales given; ll: cast in the kernel)
     low_latency: bool
+    node_per_rank: bool = False  # ht: every rank its own emulated node (the internode kernels)
 
     def shrunk(self):
         """The same shape of problem, small enough for the CPU dry run."""
@@ -29,6 +30,7 @@ class Problem:
 PROBLEMS = {p.name: p for p in (
     Problem("ht-v3", 4096, 7168, 8, 256, fp8=True, low_latency=False),
     Problem("ht-v3-bf16", 4096, 7168, 8, 256, fp8=False, low_latency=False),
+    Problem("ht-v3-node-per-rank", 4096, 7168, 8, 256, fp8=True, low_latency=False, node_per_rank=True),
     Problem("ll-v3", 128, 7168, 8, 256, fp8=True, low_latency=True),
 )}
 

@@ -1,5 +1,5 @@
 """High-throughput problems (ht-v3: FP8 + scales dispatch, ht-v3-bf16: BF16 dispatch; BF16
-combine): moe_ep.Buffer get_dispatch_layout + dispatch + expert + combine, and the NCCL
+combine; ht-v3-node-per-rank: ht-v3 through the internode kernels, each rank its own node): moe_ep.Buffer get_dispatch_layout + dispatch + expert + combine, and the NCCL
 all_to_all_single exchange of the same tokens, on the same tensors. One checked run first
 (layout, received rows bitwise, combined values against a torch reference rebuilt from every
 rank's inputs), then the timed loop, then the timed outputs are checked again."""
@@ -59,8 +59,12 @@ def run(ctx, problem):
     buffer = ours = None
     if ctx.moe_ep is not None:
         hidden_bytes = problem.hidden * 2
+        nodes = {}
+        if problem.node_per_rank:  # RDMA emulated over NVLink peer memory between the GPUs
+            nodes = dict(emulated_ranks_per_node=1, num_rdma_bytes=ctx.moe_ep.Buffer.get_internode_rdma_size_hint(
+                problem.tokens, problem.hidden, ctx.world, 1, problem.topk))
         buffer = ctx.moe_ep.Buffer(dist.group.WORLD, ctx.moe_ep.Buffer.intranode_size_hint(
-            problem.tokens, ctx.world, hidden_bytes))
+            problem.tokens, ctx.world, hidden_bytes), **nodes)
         layout = buffer.get_dispatch_layout(inp["topk_idx"], problem.experts)
         ours = {"layout": layout, "args": dict(num_tokens_per_rank=layout[0], is_token_in_rank=layout[3],
                                                num_tokens_per_expert=layout[2], topk_idx=inp["topk_idx"],

@@ -40,9 +40,11 @@ class Buffer(UnsupportedModes):
             raise RuntimeError("moe_ep.Buffer: no CUDA device is present; moe_ep needs an NVIDIA GPU "
                                "(its kernels are built for sm_" + _C.cuda_architectures + ")")
         native_group = groups.resolve(group, comm)
-        if num_rdma_bytes and not low_latency_mode and not 0 < emulated_ranks_per_node < native_group.size:
-            raise not_available(f"Buffer(num_rdma_bytes={num_rdma_bytes}) without low_latency_mode or "
-                                "emulated_ranks_per_node", "high-throughput calls across real nodes (over GIN)")
+        several_nodes = 0 < emulated_ranks_per_node < native_group.size or \
+            native_group.num_ranks_per_node < native_group.size
+        if num_rdma_bytes and not low_latency_mode and not several_nodes:
+            raise not_available(f"Buffer(num_rdma_bytes={num_rdma_bytes}) on one node without low_latency_mode "
+                                "or emulated_ranks_per_node", "an RDMA buffer for high-throughput calls within a node")
         self.group, self.comm, self._group = group, comm, native_group
         self.rank, self.group_size = native_group.rank, native_group.size
         self.num_nvl_bytes, self.num_rdma_bytes = num_nvl_bytes, num_rdma_bytes
