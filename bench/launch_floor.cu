@@ -2,11 +2,22 @@
 // around a launch on a stream): an empty kernel. Small kernels cannot time below it.
 #include "launch_floor.hpp"
 
+#include <algorithm>
+#include <vector>
+
+#include "device/sync.cuh"
+#include "launch_gate.hpp"
 #include "runtime/cuda_check.hpp"
+#include "support/device_array.hpp"
 
 namespace moe_ep::bench {
 namespace {
 __global__ void empty_kernel() {}
+
+// Block 0 records when the kernel started running.
+__global__ void record_start(std::uint64_t* start) {
+  if (blockIdx.x == 0 && threadIdx.x == 0) *start = device::global_timer_ns();
+}
 }  // namespace
 
 Stats measure_launch_floor(int iterations) {
@@ -15,6 +26,30 @@ Stats measure_launch_floor(int iterations) {
     empty_kernel<<<1, 32, 0, stream>>>();
     MOE_EP_CHECK_LAUNCH();
   });
+}
+
+Stats measure_gated_start_spread(int num_streams, int rounds) {
+  const LaunchGate gate;
+  std::vector<runtime::Stream> streams(num_streams);
+  test::DeviceArray<std::uint64_t> starts(static_cast<std::size_t>(num_streams) * rounds);
+  for (int round = 0; round < rounds; ++round) {
+    for (int s = 0; s < num_streams; ++s) {
+      gate.hold(streams[s].get(), round + 1);
+      record_start<<<16, 128, 0, streams[s].get()>>>(starts.get() + round * num_streams + s);
+      MOE_EP_CHECK_LAUNCH();
+    }
+    gate.open(round + 1);
+    for (auto& stream : streams) MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
+  }
+  gate.check();
+  const std::vector<std::uint64_t> got = starts.download();
+  std::vector<double> spreads;
+  for (int round = 1; round < rounds; ++round) {  // the first round warms up
+    const auto first = got.begin() + round * num_streams;
+    const auto [lo, hi] = std::minmax_element(first, first + num_streams);
+    spreads.push_back(static_cast<double>(*hi - *lo) / 1000.0);
+  }
+  return stats_of(spreads);
 }
 
 }  // namespace moe_ep::bench

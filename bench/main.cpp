@@ -61,6 +61,15 @@ int main(int argc, char** argv) {
     floor.time_us = measure_launch_floor(200);
     floor.note = "empty kernel between events: the floor of small-kernel timings";
     report.add(floor);
+    for (int r : ranks) {  // what in-process ranks pay before their kernels can meet
+      Row spread;
+      spread.bench = "gate";
+      spread.problem = "start-spread";
+      spread.num_ranks = r;
+      spread.time_us = measure_gated_start_spread(r, 50);
+      spread.note = "last - first start of 16-block kernels on N streams released by one gate";
+      report.add(spread);
+    }
     if (intranode) {
       run_layout_bench(report, copy_bw);
       for (int r : ranks) {

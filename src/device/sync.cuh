@@ -36,6 +36,15 @@ __device__ __forceinline__ std::uint64_t load_acquire_gpu(const std::uint64_t* p
 __device__ __forceinline__ void store_release_gpu(std::uint64_t* p, std::uint64_t v) {
   asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
+// A strong store without its own fence: after one fence, a signal to every peer (fence +
+// relaxed store is a release) without paying the fence per peer.
+__device__ __forceinline__ void store_relaxed(std::uint64_t* p, std::uint64_t v, bool gpu_scope) {
+  if (gpu_scope) {
+    asm volatile("st.relaxed.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+  } else {
+    asm volatile("st.relaxed.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+  }
+}
 __device__ __forceinline__ std::uint64_t load_acquire(const std::uint64_t* p, bool gpu_scope) {
   return gpu_scope ? load_acquire_gpu(p) : load_acquire_sys(p);
 }

@@ -69,9 +69,10 @@ __device__ __forceinline__ bool publish_and_wait_ready(const CollectiveContext& 
   if (threadIdx.x == 0) {
     __threadfence_system();
     const std::uint64_t tag = protocol::make_tag(epoch, ctx.op, local_failed);
-    // Pairs with the wait_tag below, run by each peer on its own header.
+    // Pairs with the wait_tag below, run by each peer on its own header; the fence above
+    // makes each relaxed store a release.
     for (int q = 0; q < ctx.num_ranks; ++q) {
-      device::store_release_sys(&flag_array(peer_header(ctx, q), set)[ctx.rank], tag);
+      device::store_relaxed(&flag_array(peer_header(ctx, q), set)[ctx.rank], tag, false);
     }
   }
   if (static_cast<int>(threadIdx.x) < ctx.num_ranks) {
@@ -130,8 +131,8 @@ __device__ __forceinline__ void finish_with_done_barrier(const CollectiveContext
     ctx.state->receive_ticket = 0;
     __threadfence_system();
     const std::uint64_t tag = protocol::make_tag(epoch, ctx.op);
-    // Pairs with the wait below, run by each source on its own header.
-    for (int q = 0; q < ctx.num_ranks; ++q) device::store_release_sys(&peer_header(ctx, q)->done[ctx.rank], tag);
+    // Pairs with the wait below, run by each source on its own header (released by the fence).
+    for (int q = 0; q < ctx.num_ranks; ++q) device::store_relaxed(&peer_header(ctx, q)->done[ctx.rank], tag, false);
   }
   __shared__ bool failed;
   if (threadIdx.x == 0) failed = false;

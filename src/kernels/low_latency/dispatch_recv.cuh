@@ -34,11 +34,21 @@ __device__ __forceinline__ LlPlan make_plan(const LlDispatchRecvParams& p, std::
   const int first_expert = ctx.rank * num_local;
   if (!failed) {
     for (int e = threadIdx.x; e < num_local; e += blockDim.x) {
+      // Every source's count in flight before the prefix (unrolled: they stay in registers).
+      std::int64_t counts[kMaxNvlRanks];
+#pragma unroll
+      for (int s = 0; s < kMaxNvlRanks; ++s) {
+        counts[s] = 0;
+        if (s < ctx.num_ranks && (arrivals.arrived & (1u << s))) {
+          counts[s] = reinterpret_cast<const std::int32_t*>(ll_source_half<kRdma>(ctx, s) +
+                                                           ctx.layout.expert_counts_offset)[first_expert + e];
+        }
+      }
       std::int64_t begin = 0;
-      for (int s = 0; s < ctx.num_ranks; ++s) {
-        const std::int32_t* counts =
-            reinterpret_cast<const std::int32_t*>(ll_source_half<kRdma>(ctx, s) + ctx.layout.expert_counts_offset);
-        const std::int64_t count = (arrivals.arrived & (1u << s)) ? counts[first_expert + e] : 0;
+#pragma unroll
+      for (int s = 0; s < kMaxNvlRanks; ++s) {
+        if (s >= ctx.num_ranks) break;
+        const std::int64_t count = counts[s];
         if (count > p.max_tokens && ll_rdma_peer<kRdma>(ctx, s)) {
           // The combine's mirror slot keeps max_tokens rows per (expert, home).
           device::record_error(ctx.error, protocol::ErrorCode::kCapacity, ctx.rank, kLlDispatchRecvPhase, s, count,
@@ -193,15 +203,27 @@ __device__ __forceinline__ void ll_dispatch_recv_phase(const LlDispatchRecvParam
     const int warp = threadIdx.x / 32;
     const int payload_bytes = p.fp8 ? p.hidden : 2 * p.hidden;
     const int chunks = (payload_bytes + kLlChunkBytes - 1) / kLlChunkBytes;
-    const int num_items = ctx.num_ranks * p.max_tokens * chunks;
+    // Only the tokens sources sent: their counts once per block, then (source, token,
+    // chunk) items over the prefix.
+    __shared__ int tokens_before[kMaxNvlRanks + 1];
+    if (static_cast<int>(threadIdx.x) < ctx.num_ranks) {
+      const int s = threadIdx.x;
+      tokens_before[s + 1] = (plan.arrived & (1u << s)) ? ll_source_published<kRdma>(ctx, s).num_tokens : 0;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+      tokens_before[0] = 0;
+      for (int s = 0; s < ctx.num_ranks; ++s) tokens_before[s + 1] += tokens_before[s];
+    }
+    __syncthreads();
+    const int num_items = tokens_before[ctx.num_ranks] * chunks;
     for (int item = blockIdx.x * kLlWarps + warp; item < num_items; item += gridDim.x * kLlWarps) {
       const int chunk = item % chunks;
-      const int t = (item / chunks) % p.max_tokens;
-      const int s = item / chunks / p.max_tokens;
-      if (!(plan.arrived & (1u << s))) continue;
+      const int token = item / chunks;
+      int s = 0;
+      while (token >= tokens_before[s + 1]) ++s;
       const protocol::LlPublished& pub = ll_source_published<kRdma>(ctx, s);
-      if (t >= pub.num_tokens) continue;
-      expand_chunk<kRdma>(p, s, t, chunk, pub, dest_rows_of_warps[warp], lane);
+      expand_chunk<kRdma>(p, s, token - tokens_before[s], chunk, pub, dest_rows_of_warps[warp], lane);
     }
   }
   ll_done_barrier<kRdma>(ctx, epoch, plan.failed, kLlDispatchRecvPhase);

@@ -86,7 +86,7 @@ __device__ __forceinline__ void ll_signal_peers(const LlContext& ctx, std::uint6
     if (ll_rdma_peer<kRdma>(ctx, q)) {
       ll_transport(ctx).signal_set(q, static_cast<int>((reinterpret_cast<std::uint8_t*>(flag) - ctx.peer_bases[q]) / 8), tag);
     } else {
-      device::store_release(flag, tag, ctx.gpu_scope);
+      device::store_relaxed(flag, tag, ctx.gpu_scope);  // released by the fence above
     }
   }
 }
