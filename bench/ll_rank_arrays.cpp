@@ -48,6 +48,8 @@ LlRankArrays::LlRankArrays(const LlWorkload& w, int rank)
   layout_range = test::DeviceArray<std::int64_t>(static_cast<std::size_t>(num_local_experts) * num_ranks);
   combine_slots = test::DeviceArray<int>(static_cast<std::size_t>(problem.max_tokens) * problem.num_topk);
   out = test::DeviceArray<std::uint16_t>(static_cast<std::size_t>(problem.num_tokens) * problem.hidden);
+  dispatch_waits = test::DeviceArray<std::int64_t>(std::vector<std::int64_t>(num_ranks, 0));
+  combine_waits = test::DeviceArray<std::int64_t>(std::vector<std::int64_t>(num_ranks, 0));
   handle.src_info = src_info.view(DType::kInt32, {num_local_experts, num_slots});
   handle.layout_range = layout_range.view(DType::kInt64, {num_local_experts, num_ranks});
   handle.combine_slots = combine_slots.view(DType::kInt32, {problem.max_tokens, problem.num_topk});
@@ -60,6 +62,7 @@ LowLatencyDispatchArgs LlRankArrays::dispatch_args(int set, cudaStream_t stream)
   a.num_max_dispatch_tokens_per_rank = problem.max_tokens;
   a.num_experts = problem.num_experts;
   a.use_fp8 = problem.use_fp8;
+  a.dispatch_wait_recv_cost_stats = dispatch_waits.view(DType::kInt64, {num_ranks});
   a.stream.compute_stream = stream;
   return a;
 }
@@ -86,6 +89,7 @@ LowLatencyCombineArgs LlRankArrays::combine_args(int set, cudaStream_t stream) c
   a.topk_idx = topk_idx[set].view(DType::kInt64, {problem.num_tokens, problem.num_topk});
   a.topk_weights = topk_weights[set].view(DType::kFloat32, {problem.num_tokens, problem.num_topk});
   a.out = out.view(DType::kBFloat16, {problem.num_tokens, problem.hidden});
+  a.combine_wait_recv_cost_stats = combine_waits.view(DType::kInt64, {num_ranks});
   a.stream.compute_stream = stream;
   return a;
 }

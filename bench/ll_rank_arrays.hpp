@@ -40,6 +40,9 @@ struct LlRankArrays {
   test::DeviceArray<std::int64_t> layout_range; // [E, num_ranks]
   test::DeviceArray<int> combine_slots;         // [max_tokens, num_topk]
   test::DeviceArray<std::uint16_t> out;         // [num_tokens, hidden] bf16
+  // ns each call's receive waited for every peer's `ready`, accumulated (deep_ep's
+  // *_wait_recv_cost_stats): where a slow op spends its time.
+  test::DeviceArray<std::int64_t> dispatch_waits, combine_waits;  // [num_ranks]
   LowLatencyHandle handle;                      // views of the three handle tensors
 };
 

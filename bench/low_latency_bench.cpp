@@ -7,6 +7,7 @@
 // Floors count the unavoidable HBM traffic (ll_traffic.hpp) over the copy bandwidth.
 #include "low_latency_bench.hpp"
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <string>
@@ -72,6 +73,27 @@ void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_s
   }
 }
 
+// Per rank, the mean over calls of the longest wait for one peer's `ready` (the receive's
+// wait for the slowest sender), for dispatch and combine.
+void add_wait_rows(Report& report, const LlProblem& problem, int num_ranks, const std::vector<LlRankArrays>& io,
+                   int calls) {
+  const char* names[] = {"ll-wait-d", "ll-wait-c"};
+  for (int op = 0; op < 2; ++op) {
+    std::vector<double> per_rank;
+    for (const LlRankArrays& rank : io) {
+      const auto waits = (op == 0 ? rank.dispatch_waits : rank.combine_waits).download();
+      per_rank.push_back(static_cast<double>(*std::max_element(waits.begin(), waits.end())) / calls / 1000.0);
+    }
+    Row row;
+    row.bench = names[op];
+    row.problem = problem.name;
+    row.num_ranks = num_ranks;
+    row.time_us = stats_of(per_rank);
+    row.note = "receive's wait for the slowest peer's ready, per call (median over ranks)";
+    report.add(row);
+  }
+}
+
 }  // namespace
 
 void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProblem& problem, int num_ranks,
@@ -108,6 +130,7 @@ void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProble
   time_ll_rounds(cluster, kInputSets, num_rounds, eager, eager_spans);
   check_ll_round(expected, io);
   add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, eager_spans, false);
+  add_wait_rows(report, problem, num_ranks, io, 2 * num_rounds);  // each round calls each op twice
 
   for (LlRankArrays& rank : io) rank.poison_outputs();  // the graph phase's check sees only its own outputs
   const auto graphs = capture_ll_graphs(cluster, kInputSets, eager);
