@@ -14,10 +14,11 @@ __device__ __forceinline__ int4 load_stream(const int4* p) {
   return v;
 }
 
-// Copies `num_vectors` int4 from src to dst with the 32 lanes of a warp.
+// Copies `num_vectors` int4 from src to dst with the 32 lanes of a warp, kUnroll loads in
+// flight per lane (more for sources across NVLink, where latency dominates).
+template <int kUnroll = 4>
 __device__ __forceinline__ void warp_copy_row(int4* __restrict__ dst, const int4* __restrict__ src,
                                               int num_vectors, int lane) {
-  constexpr int kUnroll = 4;
   int i = lane;
   for (; i + (kUnroll - 1) * 32 < num_vectors; i += kUnroll * 32) {
     int4 v[kUnroll];

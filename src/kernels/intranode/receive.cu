@@ -10,6 +10,8 @@ namespace moe_ep::kernels {
 namespace {
 
 constexpr int kThreads = 512;
+constexpr int kMaxScalesPerLane = 2;  // hidden up to 8192 with per-128 scales; more loop below
+constexpr int kRemoteUnroll = 8;      // 4 KiB of a peer's row in flight per warp
 
 __device__ __forceinline__ const int* send_list(const CollectiveContext& ctx, int owner, int dst) {
   return reinterpret_cast<const int*>(ctx.peer_bases[owner] + ctx.layout.send_lists_offset) +
@@ -47,19 +49,35 @@ __global__ void __launch_bounds__(kThreads) receive_kernel(const __grid_constant
       src_token = send_list(ctx, s, ctx.rank)[row - source_offset[s]];
       if (lane == 0) p.recv_src_idx[row] = src_token;
     }
-    device::warp_copy_row(reinterpret_cast<int4*>(p.recv_x + row * p.row_bytes),
-                          reinterpret_cast<const int4*>(src.x + src_token * src.x_row_stride), num_vectors, lane);
-    for (int c = lane; c < p.num_scales; c += 32) {
+    // The row's scales and top-k are loaded before the row is copied, so their round trips
+    // to the peer overlap the copy's instead of following it.
+    float scales[kMaxScalesPerLane];
+#pragma unroll
+    for (int i = 0; i < kMaxScalesPerLane; ++i) {
+      const int c = lane + 32 * i;
+      scales[i] = c < p.num_scales ? src.x_scales[src_token * src.scale_token_stride + c * src.scale_hidden_stride] : 0.0f;
+    }
+    const bool has_topk = p.recv_topk_idx != nullptr && lane < p.num_topk;
+    const std::int64_t slot = static_cast<std::int64_t>(src_token) * p.num_topk + lane;
+    const std::int64_t e = has_topk ? src.topk_idx[slot] : -1;
+    const float w = has_topk && p.recv_topk_weights != nullptr ? src.topk_weights[slot] : 0.0f;
+    device::warp_copy_row<kRemoteUnroll>(reinterpret_cast<int4*>(p.recv_x + row * p.row_bytes),
+                                         reinterpret_cast<const int4*>(src.x + src_token * src.x_row_stride),
+                                         num_vectors, lane);
+#pragma unroll
+    for (int i = 0; i < kMaxScalesPerLane; ++i) {
+      const int c = lane + 32 * i;
+      if (c < p.num_scales) p.recv_x_scales[static_cast<std::int64_t>(row) * p.num_scales + c] = scales[i];
+    }
+    for (int c = lane + 32 * kMaxScalesPerLane; c < p.num_scales; c += 32) {
       p.recv_x_scales[static_cast<std::int64_t>(row) * p.num_scales + c] =
           src.x_scales[src_token * src.scale_token_stride + c * src.scale_hidden_stride];
     }
-    if (p.recv_topk_idx != nullptr && lane < p.num_topk) {
-      const std::int64_t slot = static_cast<std::int64_t>(src_token) * p.num_topk + lane;
-      const std::int64_t e = src.topk_idx[slot];
+    if (has_topk) {
       const bool local = e >= p.expert_begin && e < p.expert_begin + p.num_local_experts;
       const std::int64_t out = static_cast<std::int64_t>(row) * p.num_topk + lane;
       p.recv_topk_idx[out] = local ? e - p.expert_begin : -1;
-      if (p.recv_topk_weights != nullptr) p.recv_topk_weights[out] = local ? src.topk_weights[slot] : 0.0f;
+      if (p.recv_topk_weights != nullptr) p.recv_topk_weights[out] = local ? w : 0.0f;
     }
   }
   finish_with_done_barrier(ctx, epoch, protocol::Phase::kDispatchReceive);
