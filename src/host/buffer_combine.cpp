@@ -4,6 +4,7 @@
 
 #include "host/buffer_impl.hpp"
 #include "host/internode_calls.hpp"
+#include "host/kernel_args.hpp"
 #include "host/validation.hpp"
 #include "runtime/cuda_check.hpp"
 
@@ -82,12 +83,7 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   reduce.is_token_in_rank = handle.is_token_in_rank.ptr<const bool>();
   reduce.send_pos = handle.send_pos.ptr<const int>();
   reduce.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
-  reduce.bias0 = a.bias0.ptr<const std::uint16_t>();
-  reduce.bias1 = a.bias1.ptr<const std::uint16_t>();
-  reduce.bias0_row_stride = a.bias0.defined() ? a.bias0.stride(0) : 0;
-  reduce.bias1_row_stride = a.bias1.defined() ? a.bias1.stride(0) : 0;
-  reduce.combined_x = a.combined_x.ptr<std::uint16_t>();
-  reduce.combined_topk_weights = num_topk > 0 ? a.combined_topk_weights.ptr<float>() : nullptr;
+  host::fill_combine_outputs(reduce, a, num_topk);
 
   kernels::launch_publish(publish, comm);
   kernels::launch_reduce(reduce, num_sms, comm);

@@ -6,6 +6,7 @@
 #include "host/buffer_impl.hpp"
 #include "host/dispatch_checks.hpp"
 #include "host/internode_calls.hpp"
+#include "host/kernel_args.hpp"
 #include "host/staging.hpp"
 #include "host/validation.hpp"
 #include "runtime/cuda_check.hpp"
@@ -247,37 +248,11 @@ Event Buffer::dispatch_receive(const DispatchArgs& args, const DispatchHandle& h
     return impl_->end(args.stream);
   }
   // Publish this rank's outputs; peers push their tokens into them.
-  kernels::PublishParams sink{};
-  sink.ctx = ctx;
-  sink.flags = protocol::FlagSet::kSinkReady;
-  sink.phase = protocol::Phase::kDispatchPublishOutputs;
-  sink.sink.owner_base = static_cast<std::uint8_t*>(impl_->nvl->local());
-  sink.sink.recv_x = out.recv_x.ptr<std::uint8_t>();
-  sink.sink.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
-  sink.sink.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;
-  sink.sink.recv_topk_weights =
-      s.num_topk > 0 && args.topk_weights.defined() ? out.recv_topk_weights.ptr<float>() : nullptr;
-  sink.sink.recv_src_idx = cached ? nullptr : handle.recv_src_idx.ptr<int>();
-  sink.sink.num_rows = static_cast<int>(rows);
-
+  const kernels::PublishParams sink = host::sink_publication(*impl_, ctx, args, s, handle, out, cached);
   kernels::SendParams p{};
   p.ctx = ctx;
-  p.num_tokens = static_cast<int>(s.num_tokens);
-  p.x = static_cast<const std::uint8_t*>(args.x.data);
-  p.x_row_stride = args.x.stride(0) * static_cast<std::int64_t>(dtype_bytes(args.x.dtype));
-  p.row_bytes = s.row_bytes;
-  if (s.fp8) {
-    p.x_scales = args.x_scales.ptr<const float>();
-    p.scale_token_stride = args.x_scales.stride(0);
-    p.scale_hidden_stride = args.x_scales.ndim == 2 ? args.x_scales.stride(1) : 0;
-    p.num_scales = s.num_scales;
-  }
-  p.topk_idx = s.num_topk > 0 ? args.topk_idx.ptr<const std::int64_t>() : nullptr;
-  p.topk_weights = s.num_topk > 0 ? args.topk_weights.ptr<const float>() : nullptr;
-  p.num_topk = s.num_topk;
+  host::fill_send_payload(p, args, s, handle);
   p.num_local_experts = s.num_experts / impl_->num_ranks;
-  p.send_pos = handle.send_pos.ptr<const int>();
-  p.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
   kernels::launch_publish(sink, comm);
   kernels::launch_send(p, num_sms, comm);
   return impl_->end(args.stream);

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "host/kernel_args.hpp"
 #include "host/staging.hpp"
 #include "host/validation.hpp"
 #include "runtime/cuda_check.hpp"
@@ -133,40 +134,15 @@ void launch_internode_dispatch(const Buffer::Impl& b, const DispatchArgs& a, con
     const auto carve =
         protocol::carve_internode_dispatch(ctx.window, s.row_bytes, s.num_scales, s.num_topk, b.ranks_per_node);
 
-    kernels::PublishParams sink{};
-    sink.ctx = ctx.node;
-    sink.flags = protocol::FlagSet::kSinkReady;
-    sink.phase = protocol::Phase::kDispatchPublishOutputs;
-    sink.sink.owner_base = static_cast<std::uint8_t*>(b.nvl->local());
-    sink.sink.recv_x = out.recv_x.ptr<std::uint8_t>();
-    sink.sink.recv_x_scales = s.fp8 ? out.recv_x_scales.ptr<float>() : nullptr;
-    sink.sink.recv_topk_idx = s.num_topk > 0 ? out.recv_topk_idx.ptr<std::int64_t>() : nullptr;
-    sink.sink.recv_topk_weights =
-        s.num_topk > 0 && a.topk_weights.defined() ? out.recv_topk_weights.ptr<float>() : nullptr;
-    sink.sink.recv_src_idx = cached ? nullptr : handle.recv_src_idx.ptr<int>();
-    sink.sink.num_rows = static_cast<int>(handle.num_recv_rows);
+    kernels::PublishParams sink = sink_publication(b, ctx.node, a, s, handle, out, cached);
     std::vector<OutputCopy> copies;
     if (!b.group->shares_address_space()) copies = stage_sink(b, sink.sink, handle.num_recv_rows, s);
 
     kernels::InternodeSendParams<Windows> send{};
     send.ctx = ctx;
     send.carve = carve;
-    send.num_tokens = static_cast<int>(s.num_tokens);
-    send.x = static_cast<const std::uint8_t*>(a.x.data);
-    send.x_row_stride = a.x.stride(0) * static_cast<std::int64_t>(dtype_bytes(a.x.dtype));
-    send.row_bytes = s.row_bytes;
-    if (s.fp8) {
-      send.x_scales = a.x_scales.ptr<const float>();
-      send.scale_token_stride = a.x_scales.stride(0);
-      send.scale_hidden_stride = a.x_scales.ndim == 2 ? a.x_scales.stride(1) : 0;
-      send.num_scales = s.num_scales;
-    }
-    send.topk_idx = s.num_topk > 0 ? a.topk_idx.ptr<const std::int64_t>() : nullptr;
-    send.topk_weights = s.num_topk > 0 ? a.topk_weights.ptr<const float>() : nullptr;
-    send.num_topk = s.num_topk;
-    send.send_pos = handle.send_pos.ptr<const int>();
+    fill_send_payload(send, a, s, handle);
     send.rdma_send_pos = handle.rdma_send_pos.ptr<const int>();
-    send.rank_prefix_matrix = handle.rank_prefix_matrix.ptr<const int>();
 
     kernels::InternodeForwardParams<Windows> forward{};
     forward.ctx = ctx;
@@ -210,12 +186,7 @@ void launch_internode_combine(const Buffer::Impl& b, const CombineArgs& a, const
     reduce.hidden = hidden;
     reduce.num_topk = num_topk;
     reduce.rdma_send_pos = handle.rdma_send_pos.ptr<const int>();
-    reduce.bias0 = a.bias0.ptr<const std::uint16_t>();
-    reduce.bias1 = a.bias1.ptr<const std::uint16_t>();
-    reduce.bias0_row_stride = a.bias0.defined() ? a.bias0.stride(0) : 0;
-    reduce.bias1_row_stride = a.bias1.defined() ? a.bias1.stride(0) : 0;
-    reduce.combined_x = a.combined_x.ptr<std::uint16_t>();
-    reduce.combined_topk_weights = num_topk > 0 ? a.combined_topk_weights.ptr<float>() : nullptr;
+    fill_combine_outputs(reduce, a, num_topk);
 
     kernels::launch_internode_combine_forward(forward, num_sms, comm);
     kernels::launch_internode_combine_reduce(reduce, num_sms, comm);
