@@ -8,18 +8,22 @@
 #include "low_latency_bench.hpp"
 
 #include <algorithm>
+#include <barrier>
 #include <cstdio>
 #include <exception>
+#include <stdexcept>
 #include <string>
 
 #include "ll_check.hpp"
 #include "ll_goals.hpp"
 #include "ll_rank_arrays.hpp"
 #include "ll_rounds.hpp"
+#include "ll_timeline.hpp"
 #include "ll_traffic.hpp"
 #include "ll_workload.hpp"
 #include "moe_ep/buffer.hpp"
 #include "protocol/ll_buffer_layout.hpp"
+#include "runtime/cuda_check.hpp"
 
 namespace moe_ep::bench {
 namespace {
@@ -140,9 +144,11 @@ void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProble
   add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, graph_spans, true);
 }
 
-bool run_low_latency_benches(Report& report, double copy_bandwidth, const std::vector<int>& ranks, int iterations) {
+bool run_low_latency_benches(Report& report, double copy_bandwidth, const std::vector<int>& ranks, int iterations,
+                             const std::vector<std::string>& only) {
   bool ok = true;
   for (const LlProblem& problem : ll_problems()) {
+    if (!only.empty() && std::find(only.begin(), only.end(), problem.name) == only.end()) continue;
     for (int r : ranks) {
       if (!runs_at(problem, r)) continue;
       try {
@@ -161,6 +167,37 @@ bool run_low_latency_benches(Report& report, double copy_bandwidth, const std::v
   }
   add_low_latency_goals(report);
   return ok;
+}
+
+void run_low_latency_probe(const std::string& name, int num_ranks, int iterations) {
+  const auto& problems = ll_problems();
+  const auto problem = std::find_if(problems.begin(), problems.end(), [&](const LlProblem& p) { return p.name == name; });
+  if (problem == problems.end()) throw std::runtime_error("no low-latency problem " + name);
+  const LlWorkload workload(*problem, num_ranks, kInputSets, 4321 + num_ranks);
+  BufferOptions options;
+  options.low_latency_mode = true;
+  test::Cluster cluster(num_ranks, 0, options, 0,
+                        protocol::ll_region_bytes(problem->max_tokens, problem->hidden, problem->num_experts, false));
+  std::vector<LlRankArrays> io;
+  io.reserve(num_ranks);
+  for (int r = 0; r < num_ranks; ++r) io.emplace_back(workload, r);
+  LlTimeline timeline(num_ranks);
+  std::barrier sync(num_ranks);
+  test::run_on_ranks(num_ranks, [&](int r) {
+    MOE_EP_CUDA_CHECK(cudaSetDevice(cluster.buffers[r]->device()));
+    cudaStream_t stream = cluster.streams[r];
+    for (int i = 0; i < iterations; ++i) {
+      const int set = i % kInputSets;
+      cluster.buffers[r]->low_latency_dispatch(io[r].dispatch_args(set, stream), io[r].dispatch_outputs(), io[r].handle);
+      cluster.buffers[r]->low_latency_combine(io[r].combine_args(set, stream), io[r].handle);
+      MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
+      sync.arrive_and_wait();
+      if (r == 0 && i >= kWarmup) timeline.add_round();  // the rounds after warm-up
+      sync.arrive_and_wait();
+    }
+    cluster.buffers[r]->check_error();
+  });
+  timeline.print(*problem);
 }
 
 }  // namespace moe_ep::bench

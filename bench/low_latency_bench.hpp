@@ -1,5 +1,6 @@
 // The low-latency (decode) benchmark (see low_latency_bench.cpp).
 #pragma once
+#include <string>
 #include <vector>
 
 #include "bench_util.hpp"
@@ -15,6 +16,11 @@ void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProble
 // Every problem of ll_problems() at each requested rank count it runs at, then the issue's
 // goals. A (problem, ranks) that fails prints its error and adds a FAILED row (no numbers);
 // the rest still run. Returns false if any failed.
-bool run_low_latency_benches(Report& report, double copy_bandwidth, const std::vector<int>& ranks, int iterations);
+// only: problem names to run (empty: all).
+bool run_low_latency_benches(Report& report, double copy_bandwidth, const std::vector<int>& ranks, int iterations,
+                             const std::vector<std::string>& only);
+// Plain dispatch + combine rounds of one problem, no gate, events or checks: a target for
+// a kernel profiler (ncu), which cannot profile kernels held behind a gate.
+void run_low_latency_probe(const std::string& problem, int num_ranks, int iterations);
 
 }  // namespace moe_ep::bench

@@ -1,7 +1,8 @@
 // moe_ep_bench: prints a table and writes JSON under $OUT/bench (or ./bench_results).
 //   moe_ep_bench [--quick] [--ranks 1,2,4,8] [--low-latency | --no-low-latency]
 //     --low-latency: only the low-latency (decode) benchmark (plus copy bandwidth and
-//     launch floor); --no-low-latency: skip it
+//     launch floor); --no-low-latency: skip it; --ll-problems a,b: only those LL problems
+//   moe_ep_bench --ll-probe PROBLEM [--ranks N]   (50 plain LL rounds, for ncu)
 //   moe_ep_bench --cpu-reference      (no GPU needed)
 #include <cstdio>
 #include <cstdlib>
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
   }
   bool quick = false, intranode = true, low_latency = true;
   std::vector<int> ranks = {1, 2, 4, 8};
+  std::vector<std::string> ll_only;
+  std::string ll_probe;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") quick = true;
@@ -44,6 +47,20 @@ int main(int argc, char** argv) {
       std::stringstream list(argv[++i]);
       for (std::string item; std::getline(list, item, ',');) ranks.push_back(std::stoi(item));
     }
+    if (arg == "--ll-problems" && i + 1 < argc) {
+      std::stringstream list(argv[++i]);
+      for (std::string item; std::getline(list, item, ',');) ll_only.push_back(item);
+    }
+    if (arg == "--ll-probe" && i + 1 < argc) ll_probe = argv[++i];
+  }
+  if (!ll_probe.empty()) {
+    try {
+      run_low_latency_probe(ll_probe, ranks.front(), 50);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "probe failed: %s\n", e.what());
+      return 1;
+    }
+    return 0;
   }
   try {
     const double copy_bw = measure_copy_bandwidth(std::size_t{1} << 30, 20);
@@ -81,7 +98,7 @@ int main(int argc, char** argv) {
       }
     }
     // A failing low-latency case is reported in its row; the table still prints.
-    const bool low_latency_ok = !low_latency || run_low_latency_benches(report, copy_bw, ranks, quick ? 50 : 200);
+    const bool low_latency_ok = !low_latency || run_low_latency_benches(report, copy_bw, ranks, quick ? 50 : 200, ll_only);
     const char* out = std::getenv("OUT");
     report.write_json(out != nullptr ? std::string(out) + "/bench" : "bench_results", gpu, copy_bw);
     report.print_table();

@@ -34,6 +34,7 @@ struct ConstructionRecord {
   int ranks_per_node;
   int ll_all_rdma;
   int use_gin_transport;
+  int enable_shrink;  // LL dispatch picks its path by it (direct only without shrink)
 };
 
 std::string describe(const ConstructionRecord& r) {
@@ -41,7 +42,8 @@ std::string describe(const ConstructionRecord& r) {
          " low_latency_mode=" + std::to_string(r.low_latency_mode) +
          " ranks_per_node=" + std::to_string(r.ranks_per_node) +
          " allow_nvlink_for_low_latency=" + std::to_string(1 - r.ll_all_rdma) +
-         " use_gin_transport=" + std::to_string(r.use_gin_transport);
+         " use_gin_transport=" + std::to_string(r.use_gin_transport) +
+         " enable_shrink=" + std::to_string(r.enable_shrink);
 }
 
 }  // namespace
@@ -61,14 +63,16 @@ Buffer::Impl::Impl(std::shared_ptr<Group> g, std::int64_t num_nvl_bytes, std::in
   // Every rank must agree on the buffer's shape (TEST_CASES B7): compare collectively.
   // Before anything collective that depends on it (the GIN transport is built by all or none).
   ConstructionRecord mine{num_nvl_bytes,  num_rdma_bytes,      device, options.low_latency_mode ? 1 : 0,
-                          ranks_per_node, ll_all_rdma ? 1 : 0, options.use_gin_transport ? 1 : 0};
+                          ranks_per_node, ll_all_rdma ? 1 : 0, options.use_gin_transport ? 1 : 0,
+                          options.enable_shrink ? 1 : 0};
   std::vector<ConstructionRecord> all(num_ranks);
   group->allgather(&mine, sizeof(mine), all.data());
   std::ostringstream disagreement;
   for (int r = 0; r < num_ranks; ++r) {
     if (all[r].num_nvl_bytes != all[0].num_nvl_bytes || all[r].num_rdma_bytes != all[0].num_rdma_bytes ||
         all[r].low_latency_mode != all[0].low_latency_mode || all[r].ranks_per_node != all[0].ranks_per_node ||
-        all[r].ll_all_rdma != all[0].ll_all_rdma || all[r].use_gin_transport != all[0].use_gin_transport) {
+        all[r].ll_all_rdma != all[0].ll_all_rdma || all[r].use_gin_transport != all[0].use_gin_transport ||
+        all[r].enable_shrink != all[0].enable_shrink) {
       disagreement << " rank " << r << ": " << describe(all[r]) << ";";
     }
   }

@@ -135,8 +135,10 @@ struct Buffer::Impl {
   // Zeroes this rank's LL flags and epochs (after a barrier: no peer is signalling).
   void clear_low_latency_state();
   // Blocks for a LL kernel with `items` warp-sized work items (at most this rank's SM share).
-  int ll_blocks(std::int64_t items) const;
+  int ll_blocks(std::int64_t items) const;  // one block per kLlWarps items, at most ll_block_share()
   int ll_sm_share() const;  // SMs one rank's LL kernel may use (ranks sharing the device split them)
+  // Blocks one rank's LL kernel may launch, all resident together (see its definition).
+  int ll_block_share() const;
 };
 
 }  // namespace moe_ep

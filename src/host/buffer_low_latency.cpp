@@ -88,9 +88,14 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   const int parity = m.next_ll_parity(op);
   const Impl::LaunchGatePass gate{m};  // committed: passes after the launch, or if anything throws
 
-  // FP8 is cast once into the half; BF16 is read in place by peers of this process (RDMA
-  // peers get pushes from the half).
-  const bool stage = a.use_fp8 || !m.group->shares_address_space() || mirrors.count > 0;
+  // Every rank in this process on this GPU, in one launch (a send phase alone must not wait
+  // for peers, and direct senders wait for their counts), without shrink (where receivers
+  // alone decide who takes part): senders write into the receivers' outputs. Otherwise
+  // receivers pull: FP8 is cast once into the half; BF16 is read in place by peers of this
+  // process (RDMA peers get pushes from the half).
+  const bool direct = m.group->shares_address_space() && m.ranks_on_device == m.num_ranks && mirrors.count == 0 &&
+                      !m.options.enable_shrink && !a.return_recv_hook;
+  const bool stage = !direct && (a.use_fp8 || !m.group->shares_address_space() || mirrors.count > 0);
   const protocol::LlFormat format = !a.use_fp8        ? protocol::LlFormat::kBf16
                                     : a.round_scale ? protocol::LlFormat::kFp8PowerOfTwo
                                                     : protocol::LlFormat::kFp8;
@@ -99,6 +104,11 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   ctx.shape.owner_base = m.ll->bases()[m.rank];
   ctx.shape.rows = stage ? m.ll_local_half(parity) + layout.rows_offset : static_cast<const std::uint8_t*>(a.x.data);
   ctx.shape.row_stride = !stage ? a.x.stride(0) * 2 : a.use_fp8 ? protocol::ll_fp8_row_bytes(s.hidden) : 2 * s.hidden;
+  ctx.direct_dispatch = direct;
+  ctx.shape.direct = direct ? 1 : 0;
+  ctx.shape.recv_x = static_cast<std::uint8_t*>(out.recv_x.data);
+  ctx.shape.recv_scales = out.recv_x_scales.data;
+  ctx.shape.src_info = handle.src_info.ptr<std::int32_t>();
 
   kernels::LlDispatchSendParams send{};
   send.ctx = ctx;
@@ -132,16 +142,21 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
 
   cudaStream_t stream = launch_stream(m, a.stream);
   // The receiving phase also clears src_info past the counts: it takes the rank's whole
-  // SM share, and so does a launch of both phases.
-  const int recv_blocks = m.ll_sm_share();
+  // block share, and so does a launch of both phases.
+  const int recv_blocks = m.ll_block_share();
+  if (direct) {
+    const int blocks = m.ll_blocks(kernels::ll_direct_dispatch_items(send, recv));
+    kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kBoth, blocks, stream);
+    return finish_call(m, parity, false, a.stream, stream, nullptr, op);
+  }
   if (!a.return_recv_hook) {
     kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kBoth, recv_blocks, stream);
     return finish_call(m, parity, false, a.stream, stream, nullptr, op);
   }
   // Block 0 ranks the entries; the others stage rows, a chunk of channels per warp.
-  const std::int64_t stage_chunks =
+  const std::int64_t chunks =
       s.num_tokens * ((s.hidden + kernels::kLlStageChunkChannels - 1) / kernels::kLlStageChunkChannels);
-  const int send_blocks = stage ? std::min(recv_blocks, 1 + m.ll_blocks(stage_chunks)) : 1;
+  const int send_blocks = stage ? std::min(recv_blocks, 1 + m.ll_blocks(chunks)) : 1;
   kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kSend, send_blocks, stream);
   return finish_call(m, parity, true, a.stream, stream,
                      [send, recv, recv_blocks, stream] {
@@ -202,9 +217,10 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   cudaStream_t stream = launch_stream(m, a.stream);
   const bool copies = send.stage_rows || send.logfmt || mirrors.count > 0;  // rows staged or pushed
   const int send_blocks = copies ? m.ll_blocks(s.num_local_experts() * s.slots_per_expert()) : 1;
-  // One block per token (at most the rank's SM share); a block with no token still joins
-  // the barriers.
-  const int recv_blocks = m.ll_blocks(static_cast<std::int64_t>(s.num_tokens) * kernels::kLlWarps);
+  // One block per item (token, channel range), at most the rank's block share; a block with
+  // no item still joins the barriers.
+  const std::int64_t parts = (s.hidden + kernels::kLlCombineItemChannels - 1) / kernels::kLlCombineItemChannels;
+  const int recv_blocks = m.ll_blocks(s.num_tokens * parts * kernels::kLlWarps);
   if (!a.return_recv_hook) {
     kernels::launch_ll_combine(send, recv, kernels::LlPhases::kBoth, std::max(send_blocks, recv_blocks), stream);
     return finish_call(m, parity, false, a.stream, stream, nullptr, op);

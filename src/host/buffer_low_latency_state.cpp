@@ -5,6 +5,7 @@
 
 #include "host/buffer_impl.hpp"
 #include "host/validation.hpp"
+#include "kernels/low_latency/ll_trace.hpp"
 #include "runtime/cuda_check.hpp"
 
 namespace moe_ep {
@@ -141,13 +142,23 @@ kernels::LlContext Buffer::Impl::ll_context(protocol::Op op, int parity, const p
   ctx.delay_ns = fault.delay_ns;
   ctx.state = device_state();
   ctx.error = &host_on_device()->error;
+#ifdef MOE_EP_LL_TRACE
+  ctx.trace = kernels::ll_trace_slot(rank);
+#endif
   return ctx;
 }
 
 int Buffer::Impl::ll_blocks(std::int64_t items) const {
   constexpr std::int64_t kItemsPerBlock = kernels::kLlWarps;
   const std::int64_t wanted = std::max<std::int64_t>(1, (items + kItemsPerBlock - 1) / kItemsPerBlock);
-  return static_cast<int>(std::min<std::int64_t>(wanted, ll_sm_share()));
+  return static_cast<int>(std::min<std::int64_t>(wanted, ll_block_share()));
+}
+
+int Buffer::Impl::ll_block_share() const {
+  // One block per SM of the share, though two fit: all ranks' blocks then stay resident
+  // beside other work (another process's ranks under MPS, a kernel on another stream, an SM
+  // configured for another kernel's shared memory). A 4-rank test timed out with two.
+  return ll_sm_share();
 }
 
 int Buffer::Impl::ll_sm_share() const {

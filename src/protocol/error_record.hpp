@@ -37,6 +37,7 @@ inline constexpr std::int32_t kCountMismatchPerNode = 1;
 enum class ShapeField : std::int32_t {
   kRowBytes = 1, kNumTopk = 2, kNumExperts = 3, kNumScales = 4,
   kHidden = 5, kMaxTokens = 6, kFormat = 7,  // low latency
+  kDispatchPath = 8,                          // low-latency dispatch: with or without a hook
 };
 
 enum class Phase : std::int32_t {

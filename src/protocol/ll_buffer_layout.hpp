@@ -31,13 +31,20 @@ struct LlPublished {
   std::int32_t num_topk;
   std::int32_t num_experts;
   std::int32_t max_tokens;
+  std::int32_t direct;        // dispatch: 1 direct (every rank must agree), 0 pulled
+  // Direct dispatch (every rank in this process on this GPU): the receiver's outputs,
+  // which senders write into (recv_x [E_local, N, hidden], its scales, src_info).
+  std::uint8_t* recv_x;
+  void* recv_scales;
+  std::int32_t* src_info;
 };
 static_assert(std::is_trivially_copyable_v<LlPublished>);
 
 struct alignas(128) LlHeader {
   std::uint64_t ready[kMaxNvlRanks];  // peer s: its rows, counts and metadata are published (tag)
   std::uint64_t pad0[16 - kMaxNvlRanks];
-  std::uint64_t done[kMaxNvlRanks];   // peer r: finished reading my published rows (tag)
+  std::uint64_t done[kMaxNvlRanks];   // peer r: finished reading my published rows, or (direct
+                                      // dispatch) writing its tokens into my outputs (tag)
   std::uint64_t pad1[16 - kMaxNvlRanks];
   LlPublished published;
   // The owner's latest LL kernel on this half: its op tag and global-timer start (ns). A

@@ -15,53 +15,72 @@ namespace moe_ep::kernels {
 
 inline constexpr protocol::Phase kLlCombineRecvPhase = protocol::Phase::kLowLatencyCombineRecv;
 
-struct SourceRows {
-  const std::uint8_t* rows[kMaxTopk];
-  float weights[kMaxTopk];
-  int count;
+// Rows a block resolves at once: the items it will sum next (one per warp and round).
+inline constexpr int kLlCombineBatch = 2 * kLlWarps;
+
+// The rows (in slot order) and weights of the items of one batch.
+struct CombineBatch {
+  const std::uint8_t* rows[kLlCombineBatch][kMaxTopk];
+  float weights[kLlCombineBatch][kMaxTopk];
+  int count[kLlCombineBatch];
 };
 
-// Warp 0: the rows (in slot order) that token t sums.
-template <bool kRdma>
-__device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned arrived, int t, SourceRows& out) {
-  const LlContext& ctx = p.ctx;
-  const int lane = threadIdx.x;
-  const int num_local = p.num_experts / ctx.num_ranks;
-  const std::uint8_t* row = nullptr;
-  float weight = 0.0f;
+// Lane k of a warp: top-k entry k of a home token, from this rank's own tensors (readable
+// before any peer is ready).
+struct HomeEntry {
+  int owner;           // rank of the expert, or -1
+  int local;           // the expert's index there
+  int rank_in_expert;  // the entry's rank among this rank's rows for the expert
+  float weight;
+};
+__device__ __forceinline__ HomeEntry load_home_entry(const LlCombineRecvParams& p, int t, int lane) {
+  HomeEntry h{-1, 0, -1, 0.0f};
   if (lane < p.num_topk) {
     const int i = t * p.num_topk + lane;
     const std::int64_t e = p.topk_idx_int32 ? static_cast<const std::int32_t*>(p.topk_idx)[i]
                                             : static_cast<const std::int64_t*>(p.topk_idx)[i];
-    const int rank_in_expert = p.combine_slots[i];
-    const int owner = e >= 0 && e < p.num_experts ? static_cast<int>(e / num_local) : -1;
-    if (owner >= 0 && rank_in_expert >= 0 && (arrived & (1u << owner))) {
-      const int local = static_cast<int>(e) - owner * num_local;
-      const std::uint8_t* half = ll_source_half<kRdma>(ctx, owner);
-      const std::int64_t range =
-          reinterpret_cast<const std::int64_t*>(half + ctx.layout.plan_offset)[local * ctx.num_ranks + ctx.rank];
-      if (rank_in_expert < (range >> 32)) {  // else the owner did not receive it (it masked us)
-        const protocol::LlPublished& pub = ll_source_published<kRdma>(ctx, owner);
-        if (ll_rdma_peer<kRdma>(ctx, owner)) {
-          // The owner pushed our rows into its mirror slot, by (local expert, rank).
-          row = half + ctx.layout.rows_offset +
-                (static_cast<std::int64_t>(local) * p.max_tokens + rank_in_expert) * pub.row_stride;
-        } else {
-          const std::int64_t slot = static_cast<std::int64_t>(local) * ctx.num_ranks * p.max_tokens +
-                                    (range & 0xffffffff) + rank_in_expert;
-          row = ll_rebase(ctx, owner, pub, pub.rows) + slot * pub.row_stride;
-        }
-        weight = p.topk_weights[i];
+    const int num_local = p.num_experts / p.ctx.num_ranks;
+    h.rank_in_expert = p.combine_slots[i];
+    h.weight = p.topk_weights[i];
+    if (e >= 0 && e < p.num_experts) {
+      h.owner = static_cast<int>(e / num_local);
+      h.local = static_cast<int>(e) - h.owner * num_local;
+    }
+  }
+  return h;
+}
+
+// One warp, after the owners' `ready`: the rows (in slot order) of a token's entries, into
+// batch entry j.
+template <bool kRdma>
+__device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned arrived, const HomeEntry& h,
+                                          CombineBatch& batch, int j, int lane) {
+  const LlContext& ctx = p.ctx;
+  const std::uint8_t* row = nullptr;
+  if (h.owner >= 0 && h.rank_in_expert >= 0 && (arrived & (1u << h.owner))) {
+    const std::uint8_t* half = ll_source_half<kRdma>(ctx, h.owner);
+    const std::int64_t range =
+        reinterpret_cast<const std::int64_t*>(half + ctx.layout.plan_offset)[h.local * ctx.num_ranks + ctx.rank];
+    if (h.rank_in_expert < (range >> 32)) {  // else the owner did not receive it (it masked us)
+      const protocol::LlPublished& pub = ll_source_published<kRdma>(ctx, h.owner);
+      if (ll_rdma_peer<kRdma>(ctx, h.owner)) {
+        // The owner pushed our rows into its mirror slot, by (local expert, rank).
+        row = half + ctx.layout.rows_offset +
+              (static_cast<std::int64_t>(h.local) * p.max_tokens + h.rank_in_expert) * pub.row_stride;
+      } else {
+        const std::int64_t slot = static_cast<std::int64_t>(h.local) * ctx.num_ranks * p.max_tokens +
+                                  (range & 0xffffffff) + h.rank_in_expert;
+        row = ll_rebase(ctx, h.owner, pub, pub.rows) + slot * pub.row_stride;
       }
     }
   }
   const unsigned valid = __ballot_sync(0xffffffffu, row != nullptr);
   if (row != nullptr) {
     const int at = __popc(valid & ((1u << lane) - 1));
-    out.rows[at] = row;
-    out.weights[at] = weight;
+    batch.rows[j][at] = row;
+    batch.weights[j][at] = h.weight;
   }
-  if (lane == 0) out.count = __popc(valid);
+  if (lane == 0) batch.count[j] = __popc(valid);
 }
 
 __device__ __forceinline__ void accumulate_bf16x8(const int4& raw, float weight, float (&acc)[8]) {
@@ -74,71 +93,138 @@ __device__ __forceinline__ void accumulate_bf16x8(const int4& raw, float weight,
   }
 }
 
-// Channels [c, c + 8) of the weighted sum, BF16 rows: the loads of up to kGroup rows are
-// issued before the first use, so one thread keeps several in flight.
-__device__ __forceinline__ void sum_bf16(const SourceRows& sources, int c, float (&acc)[8]) {
+// Channels [c + 2048 u, + 8) for u < kLlCombineColumns (those below hidden) of the weighted
+// sum, BF16 rows: the loads of up to 8 rows of every column are issued before the first
+// use, so one thread keeps 16 in flight.
+__device__ __forceinline__ void sum_bf16(const std::uint8_t* const* rows, const float* weights, int count, int c,
+                                         int hidden, float (&acc)[kLlCombineColumns][8]) {
   constexpr int kGroup = 8;
-  for (int k0 = 0; k0 < sources.count; k0 += kGroup) {
-    int4 raw[kGroup];
+  constexpr int kStride = kLlThreads * 8;
+  for (int k0 = 0; k0 < count; k0 += kGroup) {
+    int4 raw[kLlCombineColumns][kGroup];
 #pragma unroll
-    for (int u = 0; u < kGroup; ++u) {
-      if (k0 + u < sources.count) raw[u] = *reinterpret_cast<const int4*>(sources.rows[k0 + u] + 2 * c);
+    for (int u = 0; u < kLlCombineColumns; ++u) {
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        if (k0 + g < count && c + u * kStride < hidden) {
+          raw[u][g] = *reinterpret_cast<const int4*>(rows[k0 + g] + 2 * (c + u * kStride));
+        }
+      }
     }
 #pragma unroll
-    for (int u = 0; u < kGroup; ++u) {
-      if (k0 + u < sources.count) accumulate_bf16x8(raw[u], sources.weights[k0 + u], acc);
+    for (int u = 0; u < kLlCombineColumns; ++u) {
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        if (k0 + g < count && c + u * kStride < hidden) accumulate_bf16x8(raw[u][g], weights[k0 + g], acc[u]);
+      }
     }
   }
 }
 
 // Channels [c, c + 8) of the weighted sum, LogFMT rows.
-__device__ __forceinline__ void sum_logfmt(const SourceRows& sources, int c, int hidden, float (&acc)[8]) {
-  for (int k = 0; k < sources.count; ++k) {
-    const std::uint8_t* row = sources.rows[k];
+__device__ __forceinline__ void sum_logfmt(const std::uint8_t* const* rows, const float* weights, int count, int c,
+                                           int hidden, float (&acc)[8]) {
+  for (int k = 0; k < count; ++k) {
+    const std::uint8_t* row = rows[k];
     const float2 header = reinterpret_cast<const float2*>(row)[c / 128];
     const uint2 codes = *reinterpret_cast<const uint2*>(row + 8 * (hidden / 128) + c);
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-      acc[i] = fmaf(sources.weights[k], logfmt_decode(codes.x >> (8 * i), header.x, header.y), acc[i]);
-      acc[4 + i] = fmaf(sources.weights[k], logfmt_decode(codes.y >> (8 * i), header.x, header.y), acc[4 + i]);
+      acc[i] = fmaf(weights[k], logfmt_decode(codes.x >> (8 * i), header.x, header.y), acc[i]);
+      acc[4 + i] = fmaf(weights[k], logfmt_decode(codes.y >> (8 * i), header.x, header.y), acc[4 + i]);
     }
   }
 }
 
-// Every block of the kernel: a token per block at a time, then the done barrier.
+// Eight fp32 sums -> bf16 (rounded once) at out[c, c + 8).
+__device__ __forceinline__ void store_bf16x8(const float (&acc)[8], std::uint16_t* out) {
+  std::uint32_t packed[4];
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const __nv_bfloat162 pair = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
+    packed[i] = *reinterpret_cast<const std::uint32_t*>(&pair);
+  }
+  *reinterpret_cast<int4*>(out) = make_int4(packed[0], packed[1], packed[2], packed[3]);
+}
+
+// Whole block: item (token t, channels [base, base + kLlCombineItemChannels)) of batch entry j.
+__device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const CombineBatch& batch, int j, int t,
+                                         int base, bool logfmt) {
+  std::uint16_t* out = p.out + static_cast<std::int64_t>(t) * p.hidden;
+  const int c = base + threadIdx.x * 8;
+  if (logfmt) {
+    for (int u = 0; u < kLlCombineColumns; ++u) {
+      const int cu = c + u * kLlThreads * 8;
+      if (cu >= p.hidden) break;
+      float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+      sum_logfmt(batch.rows[j], batch.weights[j], batch.count[j], cu, p.hidden, acc);
+      store_bf16x8(acc, out + cu);
+    }
+    return;
+  }
+  float acc[kLlCombineColumns][8] = {};
+  sum_bf16(batch.rows[j], batch.weights[j], batch.count[j], c, p.hidden, acc);
+#pragma unroll
+  for (int u = 0; u < kLlCombineColumns; ++u) {
+    const int cu = c + u * kLlThreads * 8;
+    if (cu < p.hidden) store_bf16x8(acc[u], out + cu);
+  }
+}
+
+// Every block of the kernel: items (token, channel range) in batches (the rows of a batch
+// are resolved together, one warp per item, before any is summed), then the done barrier.
 template <bool kRdma>
 __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams& p) {
-  __shared__ SourceRows sources;
+  __shared__ CombineBatch batch;
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = ll_op_epoch(ctx);
+  const int parts = (p.hidden + kLlCombineItemChannels - 1) / kLlCombineItemChannels;
+  const int num_items = p.num_tokens * parts;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  constexpr int kItemsPerWarp = kLlCombineBatch / kLlWarps;
+  // This warp's items of the first batch: their entries load while the owners get ready.
+  HomeEntry first_entries[kItemsPerWarp];
+#pragma unroll
+  for (int m = 0; m < kItemsPerWarp; ++m) {
+    const int item = blockIdx.x + (warp + m * kLlWarps) * gridDim.x;
+    if (item < num_items) first_entries[m] = load_home_entry(p, item / parts, lane);
+  }
   const LlArrivals arrivals =
       ll_wait_peers<kRdma>(ctx, &protocol::LlHeader::ready, epoch, kLlCombineRecvPhase, blockIdx.x == 0 ? p.wait_stats : nullptr);
+  if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
+  // The shape check's loads and the first batch's rows are in flight together; rows found
+  // with a mismatched shape are never read.
+  const LlShapeFields shapes = ll_load_peer_shape<kRdma>(ctx, arrivals.arrived);
   bool failed = arrivals.failed;
-  if (!failed) failed = !ll_peers_share_shape<kRdma>(ctx, arrivals.arrived, kLlCombineRecvPhase);
+  bool checked = false;  // block-uniform, like failed
   if (!failed) {
     const bool logfmt = ctx.shape.format == static_cast<int>(protocol::LlFormat::kLogFmt);
-    for (int t = blockIdx.x; t < p.num_tokens; t += gridDim.x) {
-      if (threadIdx.x < 32) find_rows<kRdma>(p, arrivals.arrived, t, sources);
-      __syncthreads();
-      for (int c = threadIdx.x * 8; c < p.hidden; c += blockDim.x * 8) {
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (logfmt) {
-          sum_logfmt(sources, c, p.hidden, acc);
-        } else {
-          sum_bf16(sources, c, acc);
-        }
-        std::uint32_t packed[4];
+    for (int first = blockIdx.x; first < num_items; first += gridDim.x * kLlCombineBatch) {
 #pragma unroll
-        for (int i = 0; i < 4; ++i) {
-          const __nv_bfloat162 pair = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-          packed[i] = *reinterpret_cast<const std::uint32_t*>(&pair);
-        }
-        *reinterpret_cast<int4*>(p.out + static_cast<std::int64_t>(t) * p.hidden + c) =
-            make_int4(packed[0], packed[1], packed[2], packed[3]);
+      for (int m = 0; m < kItemsPerWarp; ++m) {
+        const int j = warp + m * kLlWarps;
+        const int item = first + j * gridDim.x;
+        if (item >= num_items) continue;
+        const HomeEntry entry = first == static_cast<int>(blockIdx.x) ? first_entries[m]
+                                                                       : load_home_entry(p, item / parts, lane);
+        find_rows<kRdma>(p, arrivals.arrived, entry, batch, j, lane);
+      }
+      checked = true;
+      if (first == static_cast<int>(blockIdx.x) && !ll_check_peer_shape(ctx, shapes, kLlCombineRecvPhase)) {
+        failed = true;
+        break;
+      }
+      __syncthreads();
+      if (blockIdx.x == 0 && threadIdx.x == 0 && first == 0) ll_stamp(ctx, kTraceLaidOut);
+      for (int j = 0; j < kLlCombineBatch; ++j) {
+        const int item = first + j * gridDim.x;
+        if (item >= num_items) break;
+        sum_item(p, batch, j, item / parts, (item % parts) * kLlCombineItemChannels, logfmt);
       }
       __syncthreads();
     }
   }
+  if (!failed && !checked) failed = !ll_check_peer_shape(ctx, shapes, kLlCombineRecvPhase);  // a block with no item
   if (failed && threadIdx.x == 0) ctx.state->abort = 1;
   ll_done_barrier<kRdma>(ctx, epoch, failed, kLlCombineRecvPhase);
 }

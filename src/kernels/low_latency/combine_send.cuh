@@ -105,9 +105,14 @@ __device__ __forceinline__ void ll_combine_send_phase(const LlCombineSendParams&
     }
   }
   const bool copy = p.stage_rows || p.logfmt;
-  if (copy || rdma != 0) stage_expert_rows<kRdma>(p, half, copy, rdma);
-
-  ll_finish_send<kRdma>(ctx, epoch);
+  if (copy || rdma != 0) {
+    stage_expert_rows<kRdma>(p, half, copy, rdma);
+    ll_finish_send<kRdma>(ctx, epoch);
+  } else if (blockIdx.x == 0) {
+    // Peers read x in place: block 0's plan is the whole send phase, no ticket needed.
+    __syncthreads();
+    if (threadIdx.x < 32) ll_publish_ready<kRdma>(ctx, epoch);
+  }
 }
 
 }  // namespace moe_ep::kernels

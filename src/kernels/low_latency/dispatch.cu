@@ -2,6 +2,7 @@
 // the receiving phase alone (the hook), or both in one launch (no hook: one kernel per
 // call; every block of the grid is resident, as the grid is at most the rank's SM share).
 // Each in two builds: with and without peers reached by RDMA.
+#include "kernels/low_latency/dispatch_direct.cuh"
 #include "kernels/low_latency/dispatch_recv.cuh"
 #include "kernels/low_latency/dispatch_send.cuh"
 #include "kernels/low_latency/ll_launch.hpp"
@@ -14,6 +15,11 @@ template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
   ll_mark_entered(kSend ? send.ctx : recv.ctx);
+  // Direct dispatch never has RDMA peers: those builds leave it out.
+  // Direct dispatch runs both phases in one launch and never has RDMA peers.
+  if constexpr (kSend && kRecv && !kRdma) {
+    if (send.ctx.direct_dispatch) return ll_direct_dispatch(send, recv);
+  }
   if constexpr (kSend) ll_dispatch_send_phase<kRdma>(send);
   if constexpr (kRecv) ll_dispatch_recv_phase<kRdma>(recv);
 }

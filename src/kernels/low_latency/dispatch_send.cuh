@@ -33,17 +33,31 @@ __device__ __forceinline__ void load_entries(const LlDispatchSendParams& p, std:
   const LlContext& ctx = p.ctx;
   const int num_entries = p.num_tokens * p.num_topk;
   std::int32_t* ids_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.topk_ids_offset);
-  for (int i = threadIdx.x; i < num_entries; i += blockDim.x) {
-    std::int64_t e = load_expert(p, i);
-    if (e < -1 || e >= p.num_experts) {
-      device::record_error(ctx.error, protocol::ErrorCode::kBadExpertId, ctx.rank,
-                           protocol::Phase::kLowLatencyDispatchSend, -1, i / p.num_topk, i % p.num_topk, e,
-                           p.num_experts);
-      ctx.state->abort = 1;
-      e = -1;
+  // kBatch loads in flight per thread before any store (the stores could alias them, so
+  // the compiler would not hoist the next load above them).
+  constexpr int kBatch = 8;
+  for (int first = threadIdx.x; first < num_entries; first += kBatch * blockDim.x) {
+    std::int64_t batch[kBatch];
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = first + b * blockDim.x;
+      batch[b] = i < num_entries ? load_expert(p, i) : -1;
     }
-    ids[i] = static_cast<std::int16_t>(e);
-    ids_out[i] = static_cast<std::int32_t>(e);
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = first + b * blockDim.x;
+      if (i >= num_entries) break;
+      std::int64_t e = batch[b];
+      if (e < -1 || e >= p.num_experts) {
+        device::record_error(ctx.error, protocol::ErrorCode::kBadExpertId, ctx.rank,
+                             protocol::Phase::kLowLatencyDispatchSend, -1, i / p.num_topk, i % p.num_topk, e,
+                             p.num_experts);
+        ctx.state->abort = 1;
+        e = -1;
+      }
+      ids[i] = static_cast<std::int16_t>(e);
+      if (!ctx.direct_dispatch) ids_out[i] = static_cast<std::int32_t>(e);  // receivers read them
+    }
   }
 }
 
@@ -76,7 +90,7 @@ __device__ __forceinline__ void rank_entries(const LlDispatchSendParams& p, std:
   std::int32_t* counts_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.expert_counts_offset);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const auto store_rank = [&](int i, int rank) {
-    ranks_out[i] = rank;
+    if (!ctx.direct_dispatch) ranks_out[i] = rank;  // receivers read them; direct senders use combine_slots
     p.combine_slots[i] = rank;
   };
   if (!ll_rank_in_segments(num_experts, num_entries)) {
@@ -219,7 +233,8 @@ __device__ __forceinline__ void ll_dispatch_send_phase(const LlDispatchSendParam
   ll_finish_send<kRdma>(ctx, epoch);
 }
 
-// Dynamic shared memory of the sending phase.
+// Dynamic shared memory of the sending phase: the ranking's (which also holds the direct
+// dispatch's first slot per expert).
 inline int ll_dispatch_send_shared_bytes(const LlDispatchSendParams& p) {
   const int entries = p.num_tokens * p.num_topk;
   if (ll_rank_in_segments(p.num_experts, entries)) return 4 * kLlWarps * p.num_experts + 4 * entries;

@@ -8,6 +8,7 @@
 #pragma once
 #include "device/sync.cuh"
 #include "kernels/low_latency/ll_params.hpp"
+#include "kernels/low_latency/ll_trace.hpp"
 #include "transport/memory_transport.cuh"
 
 namespace moe_ep::kernels {
@@ -53,6 +54,21 @@ __device__ __forceinline__ const protocol::LlPublished& ll_source_published(cons
   return reinterpret_cast<const protocol::LlHeader*>(ll_source_half<kRdma>(ctx, s))->published;
 }
 
+// One thread: the time of `point` of this op (MOE_EP_LL_TRACE builds; else nothing). With
+// `latest`, the latest of the blocks that stamp it.
+__device__ __forceinline__ void ll_stamp(const LlContext& ctx, LlTracePoint point, bool latest = false) {
+#ifdef MOE_EP_LL_TRACE
+  if (ctx.trace == nullptr) return;
+  std::uint64_t* slot = ctx.trace + (ctx.op == protocol::Op::kLowLatencyCombine ? kLlTracePoints : 0) + point;
+  const std::uint64_t now = device::global_timer_ns();
+  if (latest) {
+    atomicMax(reinterpret_cast<unsigned long long*>(slot), static_cast<unsigned long long>(now));
+  } else {
+    *slot = now;
+  }
+#endif
+}
+
 __device__ __forceinline__ std::uint64_t ll_op_epoch(const LlContext& ctx) {
   return ctx.state->ll_epoch[ctx.parity] + 1;
 }
@@ -96,6 +112,7 @@ __device__ __forceinline__ void ll_signal_peers(const LlContext& ctx, std::uint6
 __device__ __forceinline__ void ll_mark_entered(const LlContext& ctx) {
   if (blockIdx.x != 0 || threadIdx.x != 0) return;
   protocol::LlHeader* own = ll_header(ctx, ctx.rank);
+  ll_stamp(ctx, kTraceEntered);
   own->entered_ns = device::global_timer_ns();
   own->entered = protocol::make_tag(ll_op_epoch(ctx), ctx.op);
 }
@@ -127,11 +144,12 @@ struct LlArrivals {
 
 // Whole block: waits for `flags` of every unmasked peer. With shrink, an expired wait
 // masks that peer. wait_stats[q] (if given) accumulates the ns waited for peer q.
+// signalled_self: this block itself just signalled this rank's flag (no need to read it).
 template <bool kRdma>
 __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
                                                     std::uint64_t (protocol::LlHeader::*flags)[kMaxNvlRanks],
                                                     std::uint64_t epoch, protocol::Phase phase,
-                                                    std::int64_t* wait_stats = nullptr) {
+                                                    std::int64_t* wait_stats = nullptr, bool signalled_self = false) {
   __shared__ unsigned arrived;
   __shared__ bool failed;
   if (threadIdx.x == 0) {
@@ -140,7 +158,9 @@ __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
   }
   __syncthreads();
   const int q = threadIdx.x;
-  if (q < ctx.num_ranks && (q == ctx.rank || !ll_masked(ctx, q))) {  // never skip ourselves
+  if (q == ctx.rank && signalled_self) {
+    atomicOr(&arrived, 1u << q);
+  } else if (q < ctx.num_ranks && (q == ctx.rank || !ll_masked(ctx, q))) {  // never skip ourselves
     const std::uint64_t start = device::global_timer_ns();
     const std::uint64_t* flag = &(ll_header(ctx, ctx.rank)->*flags)[q];
     const std::uint64_t expected = protocol::make_tag(epoch, ctx.op);
@@ -161,52 +181,72 @@ __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
   return {arrived, failed};
 }
 
-// Whole block, after ll_wait_peers: every arrived peer published the same shape as ours.
+// The shape fields every rank must share (the published ones of peer q in thread q).
+struct LlShapeFields {
+  static constexpr int kCount = 6;
+  std::int32_t values[kCount];
+};
+__device__ __forceinline__ LlShapeFields ll_shape_fields(const protocol::LlPublished& p) {
+  return {{p.hidden, p.num_topk, p.num_experts, p.max_tokens, p.format, p.direct}};
+}
+
+// Thread q < num_ranks, after ll_wait_peers: loads arrived peer q's shape (split from the
+// check so a caller can put other loads in flight meanwhile).
 template <bool kRdma>
-__device__ __forceinline__ bool ll_peers_share_shape(const LlContext& ctx, unsigned arrived, protocol::Phase phase) {
+__device__ __forceinline__ LlShapeFields ll_load_peer_shape(const LlContext& ctx, unsigned arrived) {
+  const int q = threadIdx.x;
+  if (q < ctx.num_ranks && (arrived & (1u << q))) return ll_shape_fields(ll_source_published<kRdma>(ctx, q));
+  return ll_shape_fields(ctx.shape);
+}
+
+// Whole block: every arrived peer's shape (from ll_load_peer_shape) equals ours.
+__device__ __forceinline__ bool ll_check_peer_shape(const LlContext& ctx, const LlShapeFields& theirs,
+                                                    protocol::Phase phase) {
   __shared__ bool agree;
   if (threadIdx.x == 0) agree = true;
   __syncthreads();
-  const int q = threadIdx.x;
-  if (q < ctx.num_ranks && (arrived & (1u << q))) {
-    const protocol::LlPublished& theirs = ll_source_published<kRdma>(ctx, q);
-    const std::int32_t a[] = {ctx.shape.hidden, ctx.shape.num_topk, ctx.shape.num_experts, ctx.shape.max_tokens,
-                              ctx.shape.format};
-    const std::int32_t b[] = {theirs.hidden, theirs.num_topk, theirs.num_experts, theirs.max_tokens, theirs.format};
-    const protocol::ShapeField fields[] = {protocol::ShapeField::kHidden, protocol::ShapeField::kNumTopk,
-                                           protocol::ShapeField::kNumExperts, protocol::ShapeField::kMaxTokens,
-                                           protocol::ShapeField::kFormat};
+  const LlShapeFields ours = ll_shape_fields(ctx.shape);
+  const protocol::ShapeField fields[] = {protocol::ShapeField::kHidden,     protocol::ShapeField::kNumTopk,
+                                         protocol::ShapeField::kNumExperts, protocol::ShapeField::kMaxTokens,
+                                         protocol::ShapeField::kFormat,     protocol::ShapeField::kDispatchPath};
 #pragma unroll
-    for (int f = 0; f < 5; ++f) {
-      if (a[f] != b[f]) {
-        device::record_error(ctx.error, protocol::ErrorCode::kShapeMismatch, ctx.rank, phase, q, a[f], b[f], 0,
-                             static_cast<std::int32_t>(fields[f]));
-        agree = false;
-      }
+  for (int f = 0; f < LlShapeFields::kCount; ++f) {
+    if (ours.values[f] != theirs.values[f]) {
+      device::record_error(ctx.error, protocol::ErrorCode::kShapeMismatch, ctx.rank, phase, threadIdx.x,
+                           ours.values[f], theirs.values[f], 0, static_cast<std::int32_t>(fields[f]));
+      agree = false;
     }
   }
   __syncthreads();
   return agree;
 }
 
-// Called by every block of a send kernel at its end: the last block to finish publishes
-// this rank's shape and rows (ctx.shape) and signals `ready` to every peer.
+// Whole block, after ll_wait_peers: every arrived peer published the same shape as ours.
 template <bool kRdma>
-__device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64_t epoch) {
+__device__ __forceinline__ bool ll_peers_share_shape(const LlContext& ctx, unsigned arrived, protocol::Phase phase) {
+  return ll_check_peer_shape(ctx, ll_load_peer_shape<kRdma>(ctx, arrived), phase);
+}
+
+// Called by every block at its end: true in the last block to get here (its threads see
+// every earlier block's writes); the ticket is reset for the next op.
+__device__ __forceinline__ bool ll_last_block(std::uint32_t* ticket) {
   __shared__ bool is_last;
   __syncthreads();
   if (threadIdx.x == 0) {
     __threadfence();
-    // Its own counter: a receive phase in the same launch may already count its blocks.
-    is_last = atomicAdd(&ctx.state->ll_send_ticket[ctx.parity], 1u) == gridDim.x - 1;
+    is_last = atomicAdd(ticket, 1u) == gridDim.x - 1;
+    if (is_last) *ticket = 0;
   }
   __syncthreads();
-  if (!is_last || threadIdx.x >= 32) return;
+  return is_last;
+}
+
+// The first warp of one block, once every write of the send phase is done: publishes this
+// rank's shape and rows (ctx.shape) and signals `ready` to every peer.
+template <bool kRdma>
+__device__ __forceinline__ void ll_publish_ready(const LlContext& ctx, std::uint64_t epoch) {
   protocol::LlPublished* published = &ll_header(ctx, ctx.rank)->published;
-  if (threadIdx.x == 0) {
-    ctx.state->ll_send_ticket[ctx.parity] = 0;
-    *published = ctx.shape;
-  }
+  if (threadIdx.x == 0) *published = ctx.shape;
   __syncwarp();
   if constexpr (kRdma) {
     // RDMA peers get the published shape in their mirror slot's header.
@@ -220,9 +260,18 @@ __device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64
     __syncwarp();
   }
   if (threadIdx.x == 0) {
-    __threadfence();
     ll_signal_peers<kRdma>(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
+    ll_stamp(ctx, kTraceReadySignalled);
   }
+}
+
+// Called by every block of a send phase at its end: the last block to finish publishes
+// and signals `ready`.
+template <bool kRdma>
+__device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64_t epoch) {
+  // Its own counter: a receive phase in the same launch may already count its blocks.
+  if (!ll_last_block(&ctx.state->ll_send_ticket[ctx.parity]) || threadIdx.x >= 32) return;
+  ll_publish_ready<kRdma>(ctx, epoch);
 }
 
 // Called by every block at its end: the last block to finish tells every peer that this
@@ -231,19 +280,14 @@ __device__ __forceinline__ void ll_finish_send(const LlContext& ctx, std::uint64
 template <bool kRdma>
 __device__ __forceinline__ void ll_done_barrier(const LlContext& ctx, std::uint64_t epoch, bool failed,
                                                 protocol::Phase phase) {
-  __shared__ bool is_last;
-  __syncthreads();
+  if (threadIdx.x == 0) ll_stamp(ctx, kTraceItemsDone, true);
+  if (!ll_last_block(&ctx.state->ll_ticket[ctx.parity])) return;
   if (threadIdx.x == 0) {
-    __threadfence();
-    is_last = atomicAdd(&ctx.state->ll_ticket[ctx.parity], 1u) == gridDim.x - 1;
-  }
-  __syncthreads();
-  if (!is_last) return;
-  if (threadIdx.x == 0) {
-    ctx.state->ll_ticket[ctx.parity] = 0;
+    ll_stamp(ctx, kTraceLastBlock);
     ll_signal_peers<kRdma>(ctx, &protocol::LlHeader::done, epoch, failed);
   }
-  ll_wait_peers<kRdma>(ctx, &protocol::LlHeader::done, epoch, phase);
+  ll_wait_peers<kRdma>(ctx, &protocol::LlHeader::done, epoch, phase, nullptr, /*signalled_self=*/true);
+  if (threadIdx.x == 0) ll_stamp(ctx, kTraceDoneSeen);
   // Always move on, failed or not: a later op (a graph replay, which no host check stops)
   // must never accept this op's flags or plan; the failure itself is in the error record
   // and in the flags' failed bit.

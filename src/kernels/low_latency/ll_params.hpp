@@ -26,6 +26,12 @@ inline constexpr int kLlStageChunkChannels = 1024;  // of a token a warp casts o
 // of the SMs less a reserve, leave room for whatever else runs on the device.
 inline constexpr int kLlMinBlocksPerSm = 2;
 inline constexpr int kLlReservedSms = 4;
+// Channels of a token one warp moves per work item of the direct dispatch.
+inline constexpr int kLlDirectChunkChannels = 1024;
+// Channels of a token one block sums per combine item: two int4 columns per thread, so
+// each thread keeps 2 x 8 rows of loads in flight.
+inline constexpr int kLlCombineColumns = 2;
+inline constexpr int kLlCombineItemChannels = kLlThreads * 8 * kLlCombineColumns;
 
 struct LlContext {
   std::array<std::uint8_t*, kMaxNvlRanks> peer_bases;  // LL region of every rank (own included)
@@ -43,11 +49,16 @@ struct LlContext {
   int num_ranks;
   protocol::Op op;
   bool enable_shrink;             // an expired wait masks the peer instead of failing
+  // Dispatch only: every rank is in this process on this GPU (no shrink). Senders write
+  // their tokens straight into the receivers' output slots: on one device there is no
+  // link to cross, and this moves each byte once (see dispatch_direct.cuh).
+  bool direct_dispatch;
   bool gpu_scope;                 // every peer is on this GPU: GPU-scope flags and fences
   std::uint64_t timeout_ns;
   std::uint64_t delay_ns;         // fault injection: sleep before signalling
   protocol::DeviceState* state;   // this rank's
   protocol::ErrorRecord* error;   // host-mapped
+  std::uint64_t* trace;           // phase timestamps (ll_trace.hpp), or null
   // The call's shape, published and compared with every peer's.
   protocol::LlPublished shape;
 };
@@ -120,6 +131,14 @@ struct LlCombineRecvParams {
   std::int64_t* wait_stats;        // [num_ranks] or null
 };
 static_assert(std::is_trivially_copyable_v<LlCombineRecvParams>);
+
+// Work items of a direct dispatch (a warp each): its (token, chunk) pairs, or its local
+// experts (each laid out by one warp), if more.
+inline std::int64_t ll_direct_dispatch_items(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
+  const std::int64_t chunks = (p.hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels;
+  const std::int64_t local_experts = r.num_experts / r.ctx.num_ranks;
+  return p.num_tokens * chunks > local_experts ? p.num_tokens * chunks : local_experts;
+}
 
 // Which phases one launch runs: a call with a receive hook launches kSend, its hook
 // kRecv; a call without launches kBoth (one kernel).

@@ -162,6 +162,29 @@ class LowLatencyBadInput : public ::testing::Test {
     EXPECT_EQ(io_.count_mismatches("round after the error"), 0);
   }
 
+  // Every rank runs `call` (then syncs and raises its device error): every rank fails
+  // within the bound, and one raises InvalidArgument holding every needle.
+  void expect_every_rank_fails_one_naming(const std::vector<std::string>& needles,
+                                          const std::function<void(int)>& call) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto errors = run_on_ranks_collect(kRanks, [&](int r) {
+      MOE_EP_CUDA_CHECK(cudaSetDevice(buffer(r).device()));
+      call(r);
+      MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream(r)));
+      buffer(r).check_error();
+    });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_LT(seconds, 3.0 * kTimeoutMs / 1000.0) << "a rank hung";
+    bool named = false;
+    for (int r = 0; r < kRanks; ++r) {
+      EXPECT_TRUE(errors[r]) << "rank " << r << " did not fail";
+      bool all = caught_as<InvalidArgument>(errors[r]).matched;
+      for (const std::string& n : needles) all = all && message_of(errors[r]).find(n) != std::string::npos;
+      named = named || all;
+    }
+    EXPECT_TRUE(named) << "no rank named it: " << message_of(errors[0]) << " | " << message_of(errors[1]);
+  }
+
   void reset_all() {
     run_on_ranks(kRanks, [&](int r) {
       MOE_EP_CUDA_CHECK(cudaSetDevice(buffer(r).device()));
@@ -378,29 +401,29 @@ TEST_F(LowLatencyBadInput, B7RanksDisagreeOnTheCallShape) {
     LlSet odd(other);
     odd.set_random_inputs(ll_tokens_everywhere(other, kTokens), 7, {.hole_fraction = 0.0});
     io_.set_random_inputs(ll_tokens_everywhere(shape_, kTokens), 7, {.hole_fraction = 0.0});
-    const auto start = std::chrono::steady_clock::now();
-    const auto errors = run_on_ranks_collect(kRanks, [&](int r) {
-      MOE_EP_CUDA_CHECK(cudaSetDevice(buffer(r).device()));
+    std::vector<std::string> needles = {"ranks disagree", c.field};
+    needles.insert(needles.end(), c.values.begin(), c.values.end());
+    expect_every_rank_fails_one_naming(needles, [&](int r) {
       LlRankIo& io = r == 1 ? odd.rank(r) : io_.rank(r);
       io.dispatch(buffer(r), stream(r));
-      MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream(r)));
-      buffer(r).check_error();
     });
-    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    EXPECT_LT(seconds, 3.0 * kTimeoutMs / 1000.0) << "a rank hung";
-    bool named = false;
-    for (int r = 0; r < kRanks; ++r) {
-      EXPECT_TRUE(errors[r]) << "rank " << r << " did not fail";
-      const std::string message = message_of(errors[r]);
-      bool all = caught_as<InvalidArgument>(errors[r]).matched && message.find("ranks disagree") != std::string::npos &&
-                 message.find(c.field) != std::string::npos;
-      for (const std::string& v : c.values) all = all && message.find(v) != std::string::npos;
-      named = named || all;
-    }
-    EXPECT_TRUE(named) << "no rank named the disagreement: " << message_of(errors[0]) << " | " << message_of(errors[1]);
     reset_all();
   }
   expect_usable(8);
+}
+
+// B7 for the dispatch path: rank 1 dispatches with a receive hook (pulled), the others
+// without (written directly into the receivers on this GPU). Every rank fails within the
+// bound, one naming the path; reset() recovers.
+TEST_F(LowLatencyBadInput, B7RanksDisagreeOnTheReceiveHook) {
+  io_.set_random_inputs(ll_tokens_everywhere(shape_, kTokens), 9, {.hole_fraction = 0.0});
+  expect_every_rank_fails_one_naming({"ranks disagree", "dispatch path"}, [&](int r) {
+    const LlCallOptions options{.dispatch_hook = r == 1};
+    const LowLatencyCall call = io_.rank(r).dispatch(buffer(r), stream(r), options);
+    io_.rank(r).complete(call, options.dispatch_hook, stream(r), options);
+  });
+  reset_all();
+  expect_usable(10);
 }
 
 // B8: unsupported shapes: hidden not a multiple of 128, top-k above kMaxTopk, num_experts
