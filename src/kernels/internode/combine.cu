@@ -106,16 +106,8 @@ __global__ void __launch_bounds__(kThreads)
     }
     int4* staged = reinterpret_cast<int4*>(t.own(p.carve.stage(n, slot)));
     for (int k = lane; k < num_vectors; k += 32) {
-      int4 loaded[kMaxNvlRanks];  // every load in flight before the first add
-#pragma unroll
-      for (int j = 0; j < kMaxNvlRanks; ++j) {
-        if (mask & (1u << j)) loaded[j] = __ldg(rows[j] + k);
-      }
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-#pragma unroll
-      for (int j = 0; j < kMaxNvlRanks; ++j) {
-        if (mask & (1u << j)) device::accumulate_bf16x8(acc, loaded[j]);
-      }
+      device::accumulate_rows_bf16x8(acc, rows, mask, k);
       staged[k] = device::pack_bf16x8(acc);
     }
     if (lane < p.num_topk) {
@@ -160,22 +152,19 @@ __global__ void __launch_bounds__(kThreads)
     const int4* bias1 = p.bias1 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias1 + token * p.bias1_row_stride);
     for (int k = lane; k < num_vectors; k += 32) {
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-      // Nodes in order, kMaxNvlRanks loads in flight before their adds.
+      // Nodes in order, kMaxNvlRanks loads in flight before their adds (plain loads: peers
+      // put the partials while this kernel runs).
       for (int first = 0; first < N; first += kMaxNvlRanks) {
-        int4 loaded[kMaxNvlRanks];
-        const std::uint8_t* rows[kMaxNvlRanks];
+        const int4* rows[kMaxNvlRanks];
+        unsigned mask = 0;
 #pragma unroll
         for (int i = 0; i < kMaxNvlRanks; ++i) {
-          rows[i] = partial(first + i);
-          if (rows[i] != nullptr) loaded[i] = reinterpret_cast<const int4*>(rows[i])[k];
+          rows[i] = reinterpret_cast<const int4*>(partial(first + i));
+          if (rows[i] != nullptr) mask |= 1u << i;
         }
-#pragma unroll
-        for (int i = 0; i < kMaxNvlRanks; ++i) {
-          if (rows[i] != nullptr) device::accumulate_bf16x8(acc, loaded[i]);
-        }
+        device::accumulate_rows_bf16x8<kMaxNvlRanks, /*kReadOnly=*/false>(acc, rows, mask, k);
       }
-      if (bias0 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias0 + k));
-      if (bias1 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias1 + k));
+      device::accumulate_biases_bf16x8(acc, bias0, bias1, k);
       out[k] = device::pack_bf16x8(acc);
     }
     if (p.combined_topk_weights != nullptr && lane < p.num_topk) {

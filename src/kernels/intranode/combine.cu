@@ -64,18 +64,9 @@ __global__ void __launch_bounds__(kReduceThreads) reduce_kernel(const __grid_con
     const int4* bias0 = p.bias0 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias0 + t * p.bias0_row_stride);
     const int4* bias1 = p.bias1 == nullptr ? nullptr : reinterpret_cast<const int4*>(p.bias1 + t * p.bias1_row_stride);
     for (int v = lane; v < num_vectors; v += 32) {
-      int4 loaded[kMaxNvlRanks];
-#pragma unroll
-      for (int r = 0; r < kMaxNvlRanks; ++r) {
-        if (mask & (1u << r)) loaded[r] = __ldg(rows[r] + v);
-      }
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-#pragma unroll
-      for (int r = 0; r < kMaxNvlRanks; ++r) {
-        if (mask & (1u << r)) device::accumulate_bf16x8(acc, loaded[r]);
-      }
-      if (bias0 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias0 + v));
-      if (bias1 != nullptr) device::accumulate_bf16x8(acc, __ldg(bias1 + v));
+      device::accumulate_rows_bf16x8(acc, rows, mask, v);
+      device::accumulate_biases_bf16x8(acc, bias0, bias1, v);
       out[v] = device::pack_bf16x8(acc);
     }
     if (p.combined_topk_weights != nullptr && lane < p.num_topk) {

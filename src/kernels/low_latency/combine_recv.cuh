@@ -8,6 +8,7 @@
 
 #include <cuda_bf16.h>
 
+#include "device/bf16_vector.cuh"
 #include "kernels/low_latency/ll_collective.cuh"
 #include "kernels/low_latency/logfmt.cuh"
 
@@ -83,16 +84,6 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
   if (lane == 0) batch.count[j] = __popc(valid);
 }
 
-__device__ __forceinline__ void accumulate_bf16x8(const int4& raw, float weight, float (&acc)[8]) {
-  const std::uint32_t w[4] = {static_cast<std::uint32_t>(raw.x), static_cast<std::uint32_t>(raw.y),
-                              static_cast<std::uint32_t>(raw.z), static_cast<std::uint32_t>(raw.w)};
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    acc[2 * i] = fmaf(weight, bf16_bits_to_float(w[i] & 0xffffu), acc[2 * i]);
-    acc[2 * i + 1] = fmaf(weight, bf16_bits_to_float(w[i] >> 16), acc[2 * i + 1]);
-  }
-}
-
 // Channels [c + 2048 u, + 8) for u < kLlCombineColumns (those below hidden) of the weighted
 // sum, BF16 rows: the loads of up to 8 rows of every column are issued before the first
 // use, so one thread keeps 16 in flight.
@@ -115,7 +106,7 @@ __device__ __forceinline__ void sum_bf16(const std::uint8_t* const* rows, const 
     for (int u = 0; u < kLlCombineColumns; ++u) {
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
-        if (k0 + g < count && c + u * kStride < hidden) accumulate_bf16x8(raw[u][g], weights[k0 + g], acc[u]);
+        if (k0 + g < count && c + u * kStride < hidden) device::accumulate_bf16x8(acc[u], raw[u][g], weights[k0 + g]);
       }
     }
   }
@@ -136,17 +127,6 @@ __device__ __forceinline__ void sum_logfmt(const std::uint8_t* const* rows, cons
   }
 }
 
-// Eight fp32 sums -> bf16 (rounded once) at out[c, c + 8).
-__device__ __forceinline__ void store_bf16x8(const float (&acc)[8], std::uint16_t* out) {
-  std::uint32_t packed[4];
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    const __nv_bfloat162 pair = __floats2bfloat162_rn(acc[2 * i], acc[2 * i + 1]);
-    packed[i] = *reinterpret_cast<const std::uint32_t*>(&pair);
-  }
-  *reinterpret_cast<int4*>(out) = make_int4(packed[0], packed[1], packed[2], packed[3]);
-}
-
 // Whole block: item (token t, channels [base, base + kLlCombineItemChannels)) of batch entry j.
 __device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const CombineBatch& batch, int j, int t,
                                          int base, bool logfmt) {
@@ -158,7 +138,7 @@ __device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const Com
       if (cu >= p.hidden) break;
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       sum_logfmt(batch.rows[j], batch.weights[j], batch.count[j], cu, p.hidden, acc);
-      store_bf16x8(acc, out + cu);
+      *reinterpret_cast<int4*>(out + cu) = device::pack_bf16x8(acc);
     }
     return;
   }
@@ -167,7 +147,7 @@ __device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const Com
 #pragma unroll
   for (int u = 0; u < kLlCombineColumns; ++u) {
     const int cu = c + u * kLlThreads * 8;
-    if (cu < p.hidden) store_bf16x8(acc[u], out + cu);
+    if (cu < p.hidden) *reinterpret_cast<int4*>(out + cu) = device::pack_bf16x8(acc[u]);
   }
 }
 

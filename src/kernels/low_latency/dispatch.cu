@@ -15,7 +15,6 @@ template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
   ll_mark_entered(kSend ? send.ctx : recv.ctx);
-  // Direct dispatch never has RDMA peers: those builds leave it out.
   // Direct dispatch runs both phases in one launch and never has RDMA peers.
   if constexpr (kSend && kRecv && !kRdma) {
     if (send.ctx.direct_dispatch) return ll_direct_dispatch(send, recv);

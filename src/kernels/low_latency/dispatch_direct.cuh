@@ -19,6 +19,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/low_latency/dispatch_recv.cuh"
 #include "kernels/low_latency/dispatch_send.cuh"
 #include "kernels/low_latency/fp8_cast.cuh"
 
@@ -210,47 +211,12 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
 }
 
 // Whole grid, after every peer's `ready`: the receive side of this rank, a warp per local
-// expert: its layout_range row (lane s: source s's count and first slot), recv_count, the
-// cumulative stats, and src_info = -1 past the count.
+// expert (its layout and counts, then its empty slots).
 __device__ __forceinline__ void direct_layout(const LlDispatchRecvParams& r, unsigned arrived) {
-  const LlContext& ctx = r.ctx;
-  const int num_local = r.num_experts / ctx.num_ranks;
-  const int slots = ctx.num_ranks * r.max_tokens;
   const int lane = threadIdx.x % 32;
-  for (int e = blockIdx.x * kLlWarps + threadIdx.x / 32; e < num_local; e += gridDim.x * kLlWarps) {
-    const int expert = ctx.rank * num_local + e;
-    // Both loads before any store (the stores could alias them).
-    const int cumulative = r.cumulative_recv_stats != nullptr && lane == 0 ? r.cumulative_recv_stats[e] : 0;
-    int count = 0;
-    if (lane < ctx.num_ranks && (arrived & (1u << lane))) {
-      count = reinterpret_cast<const std::int32_t*>(ll_half(ctx, lane) + ctx.layout.expert_counts_offset)[expert];
-    }
-    int before = count;  // inclusive scan over the sources, then exclusive
-#pragma unroll
-    for (int offset = 1; offset < kMaxNvlRanks; offset <<= 1) {
-      const int other = __shfl_up_sync(0xffffffffu, before, offset);
-      if (lane >= offset) before += other;
-    }
-    int total = __shfl_sync(0xffffffffu, before, ctx.num_ranks - 1);
-    before -= count;
-    if (lane < ctx.num_ranks) {
-      r.layout_range[e * ctx.num_ranks + lane] = (static_cast<std::int64_t>(count) << 32) | before;
-    }
-    if (total > slots) {
-      // Only tokens naming one expert in several top-k slots can overflow; the senders
-      // write none past the end.
-      if (lane == 0) {
-        device::record_error(ctx.error, protocol::ErrorCode::kCapacity, ctx.rank, kLlDirectPhase, -1, total, slots);
-        ctx.state->abort = 1;
-      }
-      total = 0;
-    }
-    if (lane == 0) {
-      r.recv_count[e] = total;
-      if (r.cumulative_recv_stats != nullptr) r.cumulative_recv_stats[e] = cumulative + total;
-    }
-    int* info = r.src_info + static_cast<std::int64_t>(e) * slots;
-    for (int j = total + lane; j < slots; j += 32) info[j] = -1;
+  for (int e = blockIdx.x * kLlWarps + threadIdx.x / 32; e < r.num_experts / r.ctx.num_ranks;
+       e += gridDim.x * kLlWarps) {
+    mark_empty_slots(r, e, ll_experts_layout<false>(r, arrived, e, /*width=*/32, lane), lane);
   }
 }
 

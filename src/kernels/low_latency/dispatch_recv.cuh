@@ -23,6 +23,72 @@ __device__ __forceinline__ std::uint64_t pack_plan(std::uint64_t epoch, unsigned
   return (epoch << 16) | (static_cast<std::uint64_t>(arrived) << 1) | (failed ? 1u : 0u);
 }
 
+// Lanes per local expert when one warp lays out several (make_plan: one block does them
+// all): the rank count rounded up to a power of two.
+__device__ __forceinline__ int ll_layout_width(int num_ranks) {
+  int width = 1;
+  while (width < num_ranks) width <<= 1;
+  return width;
+}
+
+// One warp: the receive layout of local experts e0, e0 + 1, ... (32 / width of them, width a
+// power of two >= the rank count; lane g * width + s reads source s's count for expert
+// e0 + g): each expert's layout_range row
+// (count << 32 | first slot), recv_count and cumulative stats. Returns in every lane its
+// expert's row count (0 past the last expert). An overflow (only tokens naming the expert
+// in several top-k slots cause one) or an RDMA source above its mirror slot is recorded,
+// aborts the op, and counts as 0 rows.
+template <bool kRdma>
+__device__ __forceinline__ int ll_experts_layout(const LlDispatchRecvParams& p, unsigned arrived, int e0, int width,
+                                                 int lane) {
+  const LlContext& ctx = p.ctx;
+  const int slots = ctx.num_ranks * p.max_tokens;
+  const int num_local = p.num_experts / ctx.num_ranks;
+  const int s = lane % width, e = e0 + lane / width;
+  const bool valid = e < num_local;
+  // Both loads before any store (the stores could alias them).
+  const int cumulative = p.cumulative_recv_stats != nullptr && valid && s == 0 ? p.cumulative_recv_stats[e] : 0;
+  int count = 0;
+  if (valid && s < ctx.num_ranks && (arrived & (1u << s))) {
+    count = reinterpret_cast<const std::int32_t*>(ll_source_half<kRdma>(ctx, s) +
+                                                 ctx.layout.expert_counts_offset)[ctx.rank * num_local + e];
+  }
+  if (count > p.max_tokens && ll_rdma_peer<kRdma>(ctx, s)) {
+    // The combine's mirror slot keeps max_tokens rows per (expert, home).
+    device::record_error(ctx.error, protocol::ErrorCode::kCapacity, ctx.rank, kLlDispatchRecvPhase, s, count,
+                         p.max_tokens, 0, protocol::kCapacityRdmaMirror);
+    ctx.state->abort = 1;
+  }
+  int before = count;  // inclusive scan over the expert's sources, then exclusive
+  for (int offset = 1; offset < width; offset <<= 1) {
+    const int other = __shfl_up_sync(0xffffffffu, before, offset, width);
+    if (s >= offset) before += other;
+  }
+  int total = __shfl_sync(0xffffffffu, before, ctx.num_ranks - 1, width);
+  before -= count;
+  if (!valid) return 0;
+  if (s < ctx.num_ranks) p.layout_range[e * ctx.num_ranks + s] = (static_cast<std::int64_t>(count) << 32) | before;
+  if (total > slots) {
+    if (s == 0) {
+      device::record_error(ctx.error, protocol::ErrorCode::kCapacity, ctx.rank, kLlDispatchRecvPhase, -1, total, slots);
+      ctx.state->abort = 1;
+    }
+    total = 0;
+  }
+  if (s == 0) {
+    p.recv_count[e] = total;
+    if (p.cumulative_recv_stats != nullptr) p.cumulative_recv_stats[e] = cumulative + total;
+  }
+  return total;
+}
+
+// One warp: src_info = -1 in local expert e's slots past its `total` rows.
+__device__ __forceinline__ void mark_empty_slots(const LlDispatchRecvParams& p, int e, int total, int lane) {
+  const int slots = p.ctx.num_ranks * p.max_tokens;
+  int* info = p.src_info + static_cast<std::int64_t>(e) * slots;
+  for (int j = total + lane; j < slots; j += 32) info[j] = -1;
+}
+
 // Block 0.
 template <bool kRdma>
 __device__ __forceinline__ LlPlan make_plan(const LlDispatchRecvParams& p, std::uint64_t epoch) {
@@ -31,42 +97,10 @@ __device__ __forceinline__ LlPlan make_plan(const LlDispatchRecvParams& p, std::
   bool failed = arrivals.failed;
   if (!failed) failed = !ll_peers_share_shape<kRdma>(ctx, arrivals.arrived, kLlDispatchRecvPhase);
   const int num_local = p.num_experts / ctx.num_ranks;
-  const int first_expert = ctx.rank * num_local;
   if (!failed) {
-    for (int e = threadIdx.x; e < num_local; e += blockDim.x) {
-      // Every source's count in flight before the prefix (unrolled: they stay in registers).
-      std::int64_t counts[kMaxNvlRanks];
-#pragma unroll
-      for (int s = 0; s < kMaxNvlRanks; ++s) {
-        counts[s] = 0;
-        if (s < ctx.num_ranks && (arrivals.arrived & (1u << s))) {
-          counts[s] = reinterpret_cast<const std::int32_t*>(ll_source_half<kRdma>(ctx, s) +
-                                                           ctx.layout.expert_counts_offset)[first_expert + e];
-        }
-      }
-      std::int64_t begin = 0;
-#pragma unroll
-      for (int s = 0; s < kMaxNvlRanks; ++s) {
-        if (s >= ctx.num_ranks) break;
-        const std::int64_t count = counts[s];
-        if (count > p.max_tokens && ll_rdma_peer<kRdma>(ctx, s)) {
-          // The combine's mirror slot keeps max_tokens rows per (expert, home).
-          device::record_error(ctx.error, protocol::ErrorCode::kCapacity, ctx.rank, kLlDispatchRecvPhase, s, count,
-                               p.max_tokens, 0, protocol::kCapacityRdmaMirror);
-          ctx.state->abort = 1;
-        }
-        p.layout_range[e * ctx.num_ranks + s] = (count << 32) | begin;
-        begin += count;
-      }
-      if (begin > ctx.num_ranks * p.max_tokens) {
-        // Only tokens naming one expert in several top-k slots can overflow its slots.
-        device::record_error(ctx.error, protocol::ErrorCode::kCapacity, ctx.rank, kLlDispatchRecvPhase, -1, begin,
-                             ctx.num_ranks * p.max_tokens);
-        ctx.state->abort = 1;
-        begin = 0;
-      }
-      p.recv_count[e] = static_cast<int>(begin);
-      if (p.cumulative_recv_stats != nullptr) p.cumulative_recv_stats[e] += static_cast<int>(begin);
+    const int width = ll_layout_width(ctx.num_ranks), experts_per_warp = 32 / width;
+    for (int e0 = threadIdx.x / 32 * experts_per_warp; e0 < num_local; e0 += kLlWarps * experts_per_warp) {
+      ll_experts_layout<kRdma>(p, arrivals.arrived, e0, width, threadIdx.x % 32);
     }
   }
   __shared__ bool plan_failed;
@@ -106,15 +140,6 @@ __device__ __forceinline__ LlPlan wait_for_plan(const LlContext& ctx, std::uint6
   }
   __syncthreads();
   return plan;
-}
-
-// Marks slots past each expert's count as empty (src_info = -1); spread over all blocks.
-__device__ __forceinline__ void clear_unused_slots(const LlDispatchRecvParams& p, int num_local, int slots_per_expert) {
-  const std::int64_t total = static_cast<std::int64_t>(num_local) * slots_per_expert;
-  for (std::int64_t i = blockIdx.x * blockDim.x + threadIdx.x; i < total; i += gridDim.x * blockDim.x) {
-    const int e = static_cast<int>(i / slots_per_expert);
-    if (static_cast<int>(i % slots_per_expert) >= p.recv_count[e]) p.src_info[i] = -1;
-  }
 }
 
 // One warp: chunk `chunk` (kLlChunkBytes of the payload) of token t of source s into
@@ -198,9 +223,12 @@ __device__ __forceinline__ void ll_dispatch_recv_phase(const LlDispatchRecvParam
   const LlPlan plan = blockIdx.x == 0 ? make_plan<kRdma>(p, epoch) : wait_for_plan(ctx, epoch);
   if (!plan.failed) {
     const int num_local = p.num_experts / ctx.num_ranks;
-    clear_unused_slots(p, num_local, ctx.num_ranks * p.max_tokens);
     const int lane = threadIdx.x % 32;
     const int warp = threadIdx.x / 32;
+    // Empty slots, an expert per warp of the grid (block 0 wrote recv_count before the plan).
+    for (int e = blockIdx.x * kLlWarps + warp; e < num_local; e += gridDim.x * kLlWarps) {
+      mark_empty_slots(p, e, p.recv_count[e], lane);
+    }
     const int payload_bytes = p.fp8 ? p.hidden : 2 * p.hidden;
     const int chunks = (payload_bytes + kLlChunkBytes - 1) / kLlChunkBytes;
     // Only the tokens sources sent: their counts once per block, then (source, token,

@@ -363,6 +363,33 @@ TEST(LowLatencyBadInputBuffer, B6BufferTooSmallForTheCall) {
   }
 }
 
+// B6 found on the device: every token names expert 0 in every top-k slot, so expert 0
+// gets 2 x 32 x 4 = 256 rows for its 2 x 32 slots. Its owner (rank 0) raises
+// InvalidArgument naming both numbers, on the direct path (no hook) and the pulled one
+// (hook); reset() recovers.
+TEST_F(LowLatencyBadInput, B6ExpertSlotsOverflowRaised) {
+  for (bool hook : {false, true}) {
+    SCOPED_TRACE(hook ? "pulled (receive hook)" : "direct");
+    for (int r = 0; r < kRanks; ++r) {
+      io_.rank(r).overwrite_topk_idx(std::vector<std::int64_t>(static_cast<std::size_t>(kTokens) * shape_.num_topk, 0));
+    }
+    const auto errors = run_on_ranks_collect(kRanks, [&](int r) {
+      MOE_EP_CUDA_CHECK(cudaSetDevice(buffer(r).device()));
+      const LlCallOptions options{.dispatch_hook = hook};
+      const LowLatencyCall call = io_.rank(r).dispatch(buffer(r), stream(r), options);
+      io_.rank(r).complete(call, hook, stream(r), options);
+      MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream(r)));
+      buffer(r).check_error();
+    });
+    const std::string rows = str(kRanks * kTokens * shape_.num_topk), slots = str(kRanks * kTokens);
+    expect_error(caught_as<InvalidArgument>(errors[0]),
+                 {"rank 0", "a local expert receives " + rows + " rows but has only " + slots + " slots"},
+                 "the owner of expert 0");
+    reset_all();
+  }
+  expect_usable(11);
+}
+
 // B7 at construction: ranks that disagree on num_rdma_bytes fail on every rank, listing
 // the values (never a hang).
 TEST(LowLatencyBadInputConstruction, B7RanksDisagreeOnRdmaBytes) {
@@ -375,6 +402,20 @@ TEST(LowLatencyBadInputConstruction, B7RanksDisagreeOnRdmaBytes) {
   for (int r = 0; r < kRanks; ++r) {
     expect_error(caught_as<InvalidArgument>(errors[r]),
                  {"disagree", "num_rdma_bytes=" + str(bytes[0]), "num_rdma_bytes=" + str(bytes[1])}, "rank " + str(r));
+  }
+}
+
+// B7 at construction: ranks that disagree on enable_shrink (which picks the dispatch path)
+// fail on every rank, listing both values.
+TEST(LowLatencyBadInputConstruction, B7RanksDisagreeOnShrink) {
+  auto groups = make_in_process_group(std::vector<int>(kRanks, 0));
+  const auto errors = run_on_ranks_collect(kRanks, [&](int r) {
+    MOE_EP_CUDA_CHECK(cudaSetDevice(0));
+    Buffer buffer(groups[r], 0, std::int64_t{1} << 20, ll_options(kTimeoutMs, /*enable_shrink=*/r == 1));
+  });
+  for (int r = 0; r < kRanks; ++r) {
+    expect_error(caught_as<InvalidArgument>(errors[r]), {"disagree", "enable_shrink=0", "enable_shrink=1"},
+                 "rank " + str(r));
   }
 }
 
