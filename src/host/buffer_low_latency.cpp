@@ -145,7 +145,7 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   // block share, and so does a launch of both phases.
   const int recv_blocks = m.ll_block_share();
   if (direct) {
-    const int blocks = m.ll_blocks(kernels::ll_direct_dispatch_items(send, recv));
+    const int blocks = std::min(m.ll_block_share(), kernels::ll_direct_dispatch_blocks(send, recv));
     kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kBoth, blocks, stream);
     return finish_call(m, parity, false, a.stream, stream, nullptr, op);
   }
@@ -211,6 +211,8 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   recv.topk_idx_int32 = a.topk_idx.dtype == DType::kInt32;
   recv.topk_weights = a.topk_weights.ptr<const float>();
   recv.combine_slots = handle.combine_slots.ptr<const int>();
+  recv.layout_range = handle.layout_range.ptr<const std::int64_t>();
+  recv.own_rows_ready = !send.stage_rows && !send.logfmt;
   recv.out = a.out.ptr<std::uint16_t>();
   recv.wait_stats = a.combine_wait_recv_cost_stats.ptr<std::int64_t>();
 

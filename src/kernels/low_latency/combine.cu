@@ -11,9 +11,13 @@ namespace {
 template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_combine_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
-  ll_mark_entered(kSend ? send.ctx : recv.ctx);
-  if constexpr (kSend) ll_combine_send_phase<kRdma>(send);
-  if constexpr (kRecv) ll_combine_recv_phase<kRdma>(recv);
+  // Alone, with its rows in place, in one launch: nothing to publish, nobody to wait for.
+  const bool solo = kSend && kRecv && !kRdma && recv.ctx.num_ranks == 1 && recv.own_rows_ready;
+  ll_mark_entered(kSend ? send.ctx : recv.ctx, solo);
+  if constexpr (kSend) {
+    if (!solo) ll_combine_send_phase<kRdma>(send);
+  }
+  if constexpr (kRecv) ll_combine_recv_phase<kRdma>(recv, solo);
 }
 
 struct CombineKernels {

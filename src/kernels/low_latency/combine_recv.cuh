@@ -58,7 +58,18 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
                                           CombineBatch& batch, int j, int lane) {
   const LlContext& ctx = p.ctx;
   const std::uint8_t* row = nullptr;
-  if (h.owner >= 0 && h.rank_in_expert >= 0 && (arrived & (1u << h.owner))) {
+  if (h.owner == ctx.rank && p.own_rows_ready) {
+    // Our own rows: our layout and x, from the call (our `ready` is not awaited). Alone,
+    // our rows of an expert are its first (a rank beyond the count means the dispatch
+    // failed, and the combine's result is void: it is only kept in bounds).
+    const std::int64_t range = ctx.num_ranks == 1 ? static_cast<std::int64_t>(p.max_tokens) << 32
+                                                  : p.layout_range[h.local * ctx.num_ranks + ctx.rank];
+    if (h.rank_in_expert >= 0 && h.rank_in_expert < (range >> 32)) {
+      const std::int64_t slot = static_cast<std::int64_t>(h.local) * ctx.num_ranks * p.max_tokens +
+                                (range & 0xffffffff) + h.rank_in_expert;
+      row = ctx.shape.rows + slot * ctx.shape.row_stride;
+    }
+  } else if (h.owner >= 0 && h.rank_in_expert >= 0 && (arrived & (1u << h.owner))) {
     const std::uint8_t* half = ll_source_half<kRdma>(ctx, h.owner);
     const std::int64_t range =
         reinterpret_cast<const std::int64_t*>(half + ctx.layout.plan_offset)[h.local * ctx.num_ranks + ctx.rank];
@@ -153,11 +164,13 @@ __device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const Com
 
 // Every block of the kernel: items (token, channel range) in batches (the rows of a batch
 // are resolved together, one warp per item, before any is summed), then the done barrier.
+// solo: this rank is alone and its rows are ready (one launch): no flag to wait for or
+// signal (see ll_mark_entered).
 template <bool kRdma>
-__device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams& p) {
+__device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams& p, bool solo = false) {
   __shared__ CombineBatch batch;
   const LlContext& ctx = p.ctx;
-  const std::uint64_t epoch = ll_op_epoch(ctx);
+  const std::uint64_t epoch = solo ? 0 : ll_op_epoch(ctx);  // solo: moved on at entry, never read
   const int parts = (p.hidden + kLlCombineItemChannels - 1) / kLlCombineItemChannels;
   const int num_items = p.num_tokens * parts;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -170,7 +183,9 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
     if (item < num_items) first_entries[m] = load_home_entry(p, item / parts, lane);
   }
   const LlArrivals arrivals =
-      ll_wait_peers<kRdma>(ctx, &protocol::LlHeader::ready, epoch, kLlCombineRecvPhase, blockIdx.x == 0 ? p.wait_stats : nullptr);
+      solo ? LlArrivals{1u, false}
+           : ll_wait_peers<kRdma>(ctx, &protocol::LlHeader::ready, epoch, kLlCombineRecvPhase,
+                                  blockIdx.x == 0 ? p.wait_stats : nullptr, p.own_rows_ready);
   if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
   // The shape check's loads and the first batch's rows are in flight together; rows found
   // with a mismatched shape are never read.
@@ -206,7 +221,7 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
   }
   if (!failed && !checked) failed = !ll_check_peer_shape(ctx, shapes, kLlCombineRecvPhase);  // a block with no item
   if (failed && threadIdx.x == 0) ctx.state->abort = 1;
-  ll_done_barrier<kRdma>(ctx, epoch, failed, kLlCombineRecvPhase);
+  if (!solo) ll_done_barrier<kRdma>(ctx, epoch, failed, kLlCombineRecvPhase);
 }
 
 }  // namespace moe_ep::kernels

@@ -14,11 +14,14 @@ namespace {
 template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
-  ll_mark_entered(kSend ? send.ctx : recv.ctx);
   // Direct dispatch runs both phases in one launch and never has RDMA peers.
   if constexpr (kSend && kRecv && !kRdma) {
-    if (send.ctx.direct_dispatch) return ll_direct_dispatch(send, recv);
+    if (send.ctx.direct_dispatch) {
+      ll_mark_entered(send.ctx, /*solo=*/send.ctx.num_ranks == 1);
+      return ll_direct_dispatch(send, recv);
+    }
   }
+  ll_mark_entered(kSend ? send.ctx : recv.ctx);
   if constexpr (kSend) ll_dispatch_send_phase<kRdma>(send);
   if constexpr (kRecv) ll_dispatch_recv_phase<kRdma>(recv);
 }
@@ -27,7 +30,7 @@ struct DispatchKernels {
   template <bool kSend, bool kRecv, bool kRdma>
   static void launch(const LlDispatchSendParams& send, const LlDispatchRecvParams& recv, int num_blocks,
                      cudaStream_t stream) {
-    const int shared_bytes = kSend ? ll_dispatch_send_shared_bytes(send) : 0;
+    const int shared_bytes = kSend ? ll_dispatch_send_shared_bytes(send, num_blocks) : 0;
     ll_dispatch_kernel<kSend, kRecv, kRdma><<<num_blocks, kLlThreads, shared_bytes, stream>>>(send, recv);
     MOE_EP_CHECK_LAUNCH();
   }

@@ -3,13 +3,16 @@
 // outputs. On one device no link is crossed, and each byte moves once: the token is read
 // once, cast once, and written once per selected expert (a staged copy would be written
 // and read again).
-//   1. block 0 ranks the entries (dispatch_send.cuh), publishes the counts and its output
-//      pointers and signals `ready`;
-//   2. every warp loads its first chunk of a token meanwhile; after every peer's `ready`,
-//      each block takes the slot of this rank's first entry per expert (the counts of the
-//      ranks before it), each warp casts its chunks and writes them into every slot the
-//      token names, then a warp per local expert lays out the receive side (counts,
-//      layout_range, empty slots);
+//   1. block b owns a run of tokens; it counts the entries of the tokens before its run
+//      per expert and ranks its own entries after them (an entry's rank among this rank's
+//      entries for its expert), so no block waits for another to rank. The block owning
+//      the last token then holds every expert's count: it publishes them and signals
+//      `ready`;
+//   2. each warp loads its first chunk of a token meanwhile; after every peer's `ready`
+//      (the counts of the ranks before this one place its first slot per expert, and the
+//      receivers' outputs are known), it casts its chunks and writes them into every slot
+//      the token names; then, once this rank's counts are out, a warp per local expert
+//      lays out the receive side (counts, layout_range, empty slots);
 //   3. the last block signals `done` (my tokens are in your outputs) and waits for every
 //      peer's.
 // The slots are those the pulling receive picks (source rank, then token order), so
@@ -34,38 +37,121 @@ struct DirectOutputs {
   std::int32_t* src_info;
 };
 
-// Per block: the slot base of this rank's entries per global expert, and every arrived
-// receiver's outputs.
-struct DirectTargets {
-  const int* first_slot;  // [num_experts], dynamic shared memory
-  DirectOutputs* outputs;  // [num_ranks], shared
-  unsigned arrived;
+// Block b's tokens: a run of ceil(num_tokens / blocks).
+struct DirectTokens {
+  int first, last;
 };
+__device__ __forceinline__ DirectTokens direct_tokens(int num_tokens) {
+  const int per_block = (num_tokens + gridDim.x - 1) / gridDim.x;
+  const int first = min(num_tokens, static_cast<int>(blockIdx.x) * per_block);
+  return {first, min(num_tokens, first + per_block)};
+}
 
-// Whole block, after every peer's `ready`: this rank's first slot for expert e at its
-// owner is the entries the ranks before it send to e (they come first in the layout).
-__device__ __forceinline__ void load_first_slots(const LlDispatchSendParams& p, unsigned arrived, int* first_slot,
-                                                 DirectOutputs* outputs) {
+// Whole block, over every entry: before[e] = the entries before `first` naming expert e,
+// after[e] those from `last` on; own[i - first] = the expert of entry i in [first, last)
+// (-1: none or a bad id). Block 0 records bad ids (the op fails).
+__device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p, int first, int last, int* before,
+                                                   int* after, int* own) {
   const LlContext& ctx = p.ctx;
-  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) {
-    std::int32_t counts[kMaxNvlRanks];
+  const int num_entries = p.num_tokens * p.num_topk;
+  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) before[e] = after[e] = 0;
+  __syncthreads();
+  constexpr int kBatch = 8;  // loads in flight per thread before any shared-memory update
+  for (int i0 = threadIdx.x; i0 < num_entries; i0 += kBatch * blockDim.x) {
+    std::int64_t batch[kBatch];
 #pragma unroll
-    for (int s = 0; s < kMaxNvlRanks; ++s) {
-      counts[s] = 0;
-      if (s < ctx.rank && (arrived & (1u << s))) {
-        counts[s] = reinterpret_cast<const std::int32_t*>(ll_half(ctx, s) + ctx.layout.expert_counts_offset)[e];
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = i0 + b * blockDim.x;
+      batch[b] = i < num_entries ? load_expert(p, i) : -1;
+    }
+#pragma unroll
+    for (int b = 0; b < kBatch; ++b) {
+      const int i = i0 + b * blockDim.x;
+      if (i >= num_entries) break;
+      std::int64_t e = batch[b];
+      if (e < -1 || e >= p.num_experts) {
+        if (blockIdx.x == 0) {
+          device::record_error(ctx.error, protocol::ErrorCode::kBadExpertId, ctx.rank,
+                               protocol::Phase::kLowLatencyDispatchSend, -1, i / p.num_topk, i % p.num_topk, e,
+                               p.num_experts);
+          ctx.state->abort = 1;
+        }
+        e = -1;
+      }
+      if (i >= first && i < last) {
+        own[i - first] = static_cast<int>(e);
+      } else if (e >= 0) {
+        atomicAdd(&(i < first ? before : after)[e], 1);
       }
     }
-    int first = 0;
-#pragma unroll
-    for (int s = 0; s < kMaxNvlRanks; ++s) first += counts[s];
-    first_slot[e] = first;
-  }
-  if (static_cast<int>(threadIdx.x) < ctx.num_ranks && (arrived & (1u << threadIdx.x))) {
-    const protocol::LlPublished& pub = ll_header(ctx, threadIdx.x)->published;
-    outputs[threadIdx.x] = {pub.recv_x, pub.recv_scales, pub.src_info};
   }
   __syncthreads();
+}
+
+// Whole block: ranks the block's entries after the counts before them (warp 0 walks them
+// in order); own[i] becomes (expert << 16) | rank, the rank is the handle's combine slot.
+// `after` then becomes this rank's count per expert (before + own + after).
+__device__ __forceinline__ void rank_block_entries(const LlDispatchSendParams& p, int first, int count, int* before,
+                                                   int* after, int* own) {
+  if (threadIdx.x < 32) {
+    walk_entries(own, 0, count, before, threadIdx.x, [&](int i, int rank) {
+      p.combine_slots[first + i] = rank;
+      own[i] = rank >= 0 ? (own[i] << 16) | rank : -1;
+    });
+  }
+  __syncthreads();
+  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) after[e] += before[e];
+  __syncthreads();
+}
+
+// Whole block, after every peer's `ready`: own[i] becomes the entry's destination,
+// (owner << 28) | row there (e_local * N + slot), or -1. The slot is the entries the
+// ranks before this one send to the expert (they come first in its layout) plus the rank.
+// Also every arrived receiver's outputs (this rank's own from the call).
+__device__ __forceinline__ void place_block_entries(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
+                                                    unsigned arrived, int count, int* own, DirectOutputs* outputs) {
+  const LlContext& ctx = p.ctx;
+  const int num_local = p.num_experts / ctx.num_ranks;
+  const int slots = ctx.num_ranks * r.max_tokens;
+  for (int i = threadIdx.x; i < count; i += blockDim.x) {
+    const int entry = own[i];
+    const int e = entry >> 16, owner = e / num_local;
+    int first = 0;
+#pragma unroll
+    for (int s = 0; s < kMaxNvlRanks; ++s) {
+      if (entry >= 0 && s < ctx.rank && (arrived & (1u << s))) {
+        first += reinterpret_cast<const std::int32_t*>(ll_half(ctx, s) + ctx.layout.expert_counts_offset)[e];
+      }
+    }
+    const int slot = first + (entry & 0xffff);
+    // A slot past the expert's last: the receiver reports the overflow (kCapacity).
+    const bool placed = entry >= 0 && (arrived & (1u << owner)) && slot < slots;
+    own[i] = placed ? (owner << 28) | ((e - owner * num_local) * slots + slot) : -1;
+  }
+  const int q = threadIdx.x;
+  if (q < ctx.num_ranks && (arrived & (1u << q))) {
+    if (q == ctx.rank) {
+      outputs[q] = {r.recv_x, r.recv_scales, r.src_info};
+    } else {
+      const protocol::LlPublished& pub = ll_header(ctx, q)->published;
+      outputs[q] = {pub.recv_x, pub.recv_scales, pub.src_info};
+    }
+  }
+  __syncthreads();
+}
+
+// Block 0, after ranking (with peers): this rank's count per expert into its half, its
+// outputs published, `ready` to every peer.
+__device__ __forceinline__ void publish_counts(const LlDispatchSendParams& p, const int* counters, std::uint64_t epoch) {
+  const LlContext& ctx = p.ctx;
+  std::int32_t* counts_out = reinterpret_cast<std::int32_t*>(ll_half(ctx, ctx.rank) + ctx.layout.expert_counts_offset);
+  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counts_out[e] = counters[e];
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    ll_header(ctx, ctx.rank)->published = ctx.shape;
+    ll_signal_peers<false>(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
+    ll_stamp(ctx, kTraceReadySignalled);
+  }
 }
 
 // Direct items: each lane holds 16 consecutive channels per step (two int4 of bf16), so a
@@ -89,20 +175,11 @@ __device__ __forceinline__ float gather_group_scales(const float (&scale_inv)[kD
   return mine;
 }
 
-// One warp: the scales of the chunk's groups (first group `group0`, `num_groups` of them)
-// into slot `slot` of local expert `e` at a receiver, fp32 or packed UE8M0 (column-major).
-__device__ __forceinline__ void write_chunk_scales(const LlDispatchRecvParams& r, void* recv_scales, int e, int slot,
-                                                   int group0, int num_groups, float group_scale, int lane) {
-  const std::int64_t slots = static_cast<std::int64_t>(r.ctx.num_ranks) * r.max_tokens;
-  const int num_scales = r.hidden / 128;
-  if (!r.ue8m0) {
-    if (lane < num_groups) {
-      static_cast<float*>(recv_scales)[(static_cast<std::int64_t>(e) * num_scales + group0 + lane) * slots + slot] =
-          group_scale;
-    }
-    return;
-  }
-  // Four groups' exponents per int32; a chunk starts on a multiple of four groups.
+// One warp: the scale word lane j stores for a chunk of `num_groups` groups (`group_scale`:
+// group g's scale in lane g): fp32, group j's; packed UE8M0, groups 4j .. 4j + 3 (a chunk
+// starts on a multiple of four groups). Lanes past the chunk's words hold garbage.
+__device__ __forceinline__ std::uint32_t chunk_scale_word(bool ue8m0, int num_groups, float group_scale, int lane) {
+  if (!ue8m0) return __float_as_uint(group_scale);
   const std::uint32_t exponent = (__float_as_uint(group_scale) >> 23) & 0xffu;
   std::uint32_t packed = 0;
 #pragma unroll
@@ -110,21 +187,21 @@ __device__ __forceinline__ void write_chunk_scales(const LlDispatchRecvParams& r
     const std::uint32_t part = __shfl_sync(0xffffffffu, exponent, (4 * lane + b) & 31);
     if (4 * lane + b < num_groups) packed |= part << (8 * b);
   }
-  const int columns = (num_scales + 3) / 4;
-  if (4 * lane < num_groups) {
-    static_cast<std::uint32_t*>(recv_scales)[(static_cast<std::int64_t>(e) * columns + group0 / 4 + lane) * slots + slot] =
-        packed;
-  }
+  return packed;
 }
 
-// A warp's work item: channels [begin, end) of token t.
+// A warp's work item: channels [begin, end) of token t, the block's item `item` (the
+// block's tokens' chunks in order).
 struct DirectItem {
   int t, begin, end;
 };
-__device__ __forceinline__ DirectItem direct_item(const LlDispatchSendParams& p, int item) {
-  const int chunks = (p.hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels;
+__device__ __forceinline__ int direct_chunks(int hidden) {
+  return (hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels;
+}
+__device__ __forceinline__ DirectItem direct_item(const LlDispatchSendParams& p, const DirectTokens& tokens, int item) {
+  const int chunks = direct_chunks(p.hidden);
   const int begin = (item % chunks) * kLlDirectChunkChannels;
-  return {item / chunks, begin, min(begin + kLlDirectChunkChannels, p.hidden)};
+  return {tokens.first + item / chunks, begin, min(begin + kLlDirectChunkChannels, p.hidden)};
 }
 using DirectRow = int4[kDirectSteps][2];
 
@@ -141,33 +218,33 @@ __device__ __forceinline__ void load_direct_row(const LlDispatchSendParams& p, c
 }
 
 // One warp: the item's channels (loaded in v), cast (FP8) or copied (BF16) once and written
-// into every slot the token's entries name.
+// into every slot the token's entries name (`destination`: in lane k, entry k's, from
+// place_block_entries, or -1). Lane k finds entry k's row and scale column at its
+// receiver, then the warp stores into every entry's: the entries' stores are independent
+// (a warp's item is a short chain; few warps share an SM).
 __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
-                                                   const DirectTargets& targets, const DirectItem& it,
-                                                   const DirectRow& v, int lane) {
-  const LlContext& ctx = p.ctx;
-  const int t = it.t, begin = it.begin, end = it.end;
-  // Lane k: entry k's receiver and row there (e_local * N + slot), or -1.
-  const int num_local = p.num_experts / ctx.num_ranks;
-  const int slots = ctx.num_ranks * r.max_tokens;
-  int owner = -1, row = -1;
-  if (lane < p.num_topk) {
-    // Validated by block 0 (a bad id fails the op before any item); its rank is the
-    // handle's combine slot, written by block 0 before `ready`.
-    const int i = t * p.num_topk + lane;
-    const int e = static_cast<int>(load_expert(p, i));
-    if (e >= 0 && (targets.arrived & (1u << (e / num_local)))) {
-      const int slot = targets.first_slot[e] + p.combine_slots[i];
-      if (slot < slots) {  // else the receiver reports the overflow (kCapacity)
-        owner = e / num_local;
-        row = (e - owner * num_local) * slots + slot;
-      }
-    }
-  }
-  unsigned entries = __ballot_sync(0xffffffffu, row >= 0);
-  if (entries == 0) return;
-
+                                                   const DirectOutputs* outputs, const DirectItem& it,
+                                                   const DirectRow& v, int destination, int lane) {
+  const int begin = it.begin, end = it.end;
   const bool bf16 = !r.fp8;
+  const int slots = p.ctx.num_ranks * r.max_tokens;
+  const int num_groups = (end - begin) / 128;
+  // Scale words per slot of a chunk, and their columns ([E_local, columns, N] at the receiver).
+  const int words = r.ue8m0 ? (num_groups + 3) / 4 : num_groups;
+  const int columns = r.ue8m0 ? (r.hidden / 128 + 3) / 4 : r.hidden / 128;
+  std::uint8_t* row_at = nullptr;
+  std::uint32_t* scales_at = nullptr;
+  if (destination >= 0) {
+    const DirectOutputs& out = outputs[destination >> 28];
+    const int row = destination & ((1 << 28) - 1);
+    row_at = out.recv_x + static_cast<std::int64_t>(row) * (bf16 ? 2 * p.hidden : p.hidden);
+    const int e = row / slots, slot = row - e * slots;
+    const int column = r.ue8m0 ? begin / 512 : begin / 128;
+    scales_at = static_cast<std::uint32_t*>(out.recv_scales) + (static_cast<std::int64_t>(e) * columns + column) * slots + slot;
+    if (begin == 0) out.src_info[row] = it.t;
+  }
+  if (__ballot_sync(0xffffffffu, destination >= 0) == 0) return;
+
   uint4 q[kDirectSteps];
   float scale_inv[kDirectSteps];
   if (!bf16) {
@@ -182,15 +259,15 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
       scale_inv[u] = s.scale_inv;
     }
   }
-  const float group_scale = bf16 ? 0.0f : gather_group_scales(scale_inv, lane);
-  const int payload_bytes = bf16 ? 2 * p.hidden : p.hidden;
-  while (entries != 0) {
-    const int k = __ffs(entries) - 1;
-    entries &= entries - 1;
-    const int d = __shfl_sync(0xffffffffu, owner, k);
-    const int dest_row = __shfl_sync(0xffffffffu, row, k);
-    const DirectOutputs& out = targets.outputs[d];
-    std::uint8_t* dst = out.recv_x + static_cast<std::int64_t>(dest_row) * payload_bytes;
+  const std::uint32_t word = bf16 ? 0u : chunk_scale_word(r.ue8m0, num_groups, gather_group_scales(scale_inv, lane), lane);
+#pragma unroll
+  for (int k = 0; k < kMaxTopk; ++k) {
+    if (k >= p.num_topk) break;
+    std::uint8_t* dst = reinterpret_cast<std::uint8_t*>(
+        __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(row_at), k));
+    std::uint32_t* scales = reinterpret_cast<std::uint32_t*>(
+        __shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(scales_at), k));
+    if (dst == nullptr) continue;
 #pragma unroll
     for (int u = 0; u < kDirectSteps; ++u) {
       const int c = begin + u * kDirectStepChannels + lane * kDirectLaneChannels;
@@ -202,79 +279,79 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
         *reinterpret_cast<uint4*>(dst + c) = q[u];
       }
     }
-    if (!bf16) {
-      write_chunk_scales(r, out.recv_scales, dest_row / slots, dest_row % slots, begin / 128, (end - begin) / 128,
-                         group_scale, lane);
-    }
-    if (begin == 0 && lane == 0) out.src_info[dest_row] = t;
+    if (!bf16 && lane < words) scales[static_cast<std::int64_t>(lane) * slots] = word;
   }
 }
 
-// Whole grid, after every peer's `ready`: the receive side of this rank, a warp per local
-// expert (its layout and counts, then its empty slots).
-__device__ __forceinline__ void direct_layout(const LlDispatchRecvParams& r, unsigned arrived) {
-  const int lane = threadIdx.x % 32;
-  for (int e = blockIdx.x * kLlWarps + threadIdx.x / 32; e < r.num_experts / r.ctx.num_ranks;
-       e += gridDim.x * kLlWarps) {
-    mark_empty_slots(r, e, ll_experts_layout<false>(r, arrived, e, /*width=*/32, lane), lane);
+// One warp, after its items: its share of the receive side of this rank, local experts
+// (each laid out by one warp: counts, layout_range, empty slots; this rank's counts are the
+// block's). The last warp of every block comes first (it has the fewest items), so the
+// layout overlaps other warps' writes.
+__device__ __forceinline__ void direct_layout(const LlDispatchRecvParams& r, unsigned arrived, const int* own_counts,
+                                              int warp, int lane) {
+  const int num_local = r.num_experts / r.ctx.num_ranks;
+  for (int e = (kLlWarps - 1 - warp) * gridDim.x + blockIdx.x; e < num_local; e += gridDim.x * kLlWarps) {
+    mark_empty_slots(r, e, ll_experts_layout<false>(r, arrived, e, /*width=*/32, lane, own_counts), lane);
   }
 }
 
-// The whole op in one launch (every block): block 0 ranks and publishes, every block waits
-// for every peer's `ready`, lays out its share of the receive side and writes its tokens
-// into the receivers; the last block signals `done` to every peer and waits for theirs.
-// Needs ll_dispatch_send_shared_bytes of dynamic shared memory.
+// The whole op in one launch (every block): ranks the block's entries and counts every
+// entry; block 0 publishes the counts (with peers); waits for every peer's `ready`, writes
+// its tokens into the receivers, lays out its share of the receive side; with peers, the
+// last block signals `done` to every peer and waits for theirs. Needs
+// ll_dispatch_send_shared_bytes of dynamic shared memory.
 __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
-  extern __shared__ int shared[];  // block 0's ranking, then [num_experts] first slots
+  extern __shared__ int shared[];
   __shared__ DirectOutputs outputs[kMaxNvlRanks];
   const LlContext& ctx = p.ctx;
-  const std::uint64_t epoch = ll_op_epoch(ctx);
-  const int lane = threadIdx.x % 32;
-  const int num_items = p.num_tokens * ((p.hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels);
-  const int first_item = blockIdx.x * kLlWarps + threadIdx.x / 32;
-  // This warp's first row loads while block 0 ranks and the peers get ready.
+  const bool solo = ctx.num_ranks == 1;
+  const std::uint64_t epoch = solo ? 0 : ll_op_epoch(ctx);  // solo: moved on at entry, never read
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const DirectTokens tokens = direct_tokens(p.num_tokens);
+  const int num_items = (tokens.last - tokens.first) * direct_chunks(p.hidden);
+  const int num_entries = (tokens.last - tokens.first) * p.num_topk;
+  int* before = shared;                    // [num_experts]
+  int* counts = shared + p.num_experts;    // [num_experts]: after, then this rank's counts
+  int* own = shared + 2 * p.num_experts;   // [the block's entries]
+  // This warp's first row loads while the block ranks and the peers get ready.
   DirectRow row;
-  if (first_item < num_items) load_direct_row(p, direct_item(p, first_item), lane, row);
-  std::uint8_t* half = ll_half(ctx, ctx.rank);
-  if (blockIdx.x == 0) {
-    rank_entries(p, half);
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      ll_header(ctx, ctx.rank)->published = ctx.shape;
-      ll_signal_peers<false>(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
-      ll_stamp(ctx, kTraceReadySignalled);
-    }
+  if (warp < num_items) load_direct_row(p, direct_item(p, tokens, warp), lane, row);
+  load_block_entries(p, tokens.first * p.num_topk, tokens.last * p.num_topk, before, counts, own);
+  rank_block_entries(p, tokens.first * p.num_topk, num_entries, before, counts, own);
+  // With peers: every peer's `ready` (this rank's own counts are the block's).
+  LlArrivals arrivals{1u, false};
+  if (!solo) {
+    if (blockIdx.x == 0) publish_counts(p, counts, epoch);
+    arrivals = ll_wait_peers<false>(ctx, &protocol::LlHeader::ready, epoch, kLlDirectPhase, nullptr, /*signalled_self=*/true);
+    arrivals.failed = arrivals.failed || !ll_peers_share_shape<false>(ctx, arrivals.arrived, kLlDirectPhase);
   }
-  const LlArrivals arrivals = ll_wait_peers<false>(ctx, &protocol::LlHeader::ready, epoch, kLlDirectPhase);
   if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
-  const bool failed = arrivals.failed || !ll_peers_share_shape<false>(ctx, arrivals.arrived, kLlDirectPhase);
-  if (!failed) {
-    load_first_slots(p, arrivals.arrived, shared, outputs);
+  if (!arrivals.failed) {
+    place_block_entries(p, r, arrivals.arrived, num_entries, own, outputs);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceSlotsLoaded);
-    const DirectTargets targets{shared, outputs, arrivals.arrived};
-    for (int item = first_item; item < num_items; item += gridDim.x * kLlWarps) {
-      const DirectItem it = direct_item(p, item);
-      if (item != first_item) load_direct_row(p, it, lane, row);
-      write_direct_chunk(p, r, targets, it, row, lane);
+    for (int item = warp; item < num_items; item += kLlWarps) {
+      const DirectItem it = direct_item(p, tokens, item);
+      if (item != warp) load_direct_row(p, it, lane, row);
+      const int k = (it.t - tokens.first) * p.num_topk + lane;
+      write_direct_chunk(p, r, outputs, it, row, lane < p.num_topk ? own[k] : -1, lane);
     }
-    // The receive side after the tokens: it needs only the counts, and overlaps other
-    // blocks' writes.
-    direct_layout(r, arrivals.arrived);
+    direct_layout(r, arrivals.arrived, counts, warp, lane);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceLaidOut);
   }
+  if (threadIdx.x == 0) ll_stamp(ctx, kTraceItemsDone, true);
+  if (solo) return;  // failures are recorded where they happen; the kernel's end completes the op
   // Every block's writes, then `done` to every peer (failed: the receiver reports it), and
   // every peer's tokens in our outputs complete the op.
-  if (threadIdx.x == 0) ll_stamp(ctx, kTraceItemsDone, true);
   if (!ll_last_block(&ctx.state->ll_ticket[ctx.parity])) return;
   if (threadIdx.x == 0) {
     ll_stamp(ctx, kTraceLastBlock);
-    ll_signal_peers<false>(ctx, &protocol::LlHeader::done, epoch, failed || ctx.state->abort != 0);
+    ll_signal_peers<false>(ctx, &protocol::LlHeader::done, epoch, arrivals.failed || ctx.state->abort != 0);
   }
   const LlArrivals written =
       ll_wait_peers<false>(ctx, &protocol::LlHeader::done, epoch, kLlDirectPhase, r.wait_stats, /*signalled_self=*/true);
   if (threadIdx.x == 0) {
     ll_stamp(ctx, kTraceDoneSeen);
-    if (failed || written.failed) ctx.state->abort = 1;
+    if (arrivals.failed || written.failed) ctx.state->abort = 1;
     ctx.state->ll_epoch[ctx.parity] = epoch;  // always move on (see ll_done_barrier)
   }
 }

@@ -37,10 +37,11 @@ __device__ __forceinline__ int ll_layout_width(int num_ranks) {
 // (count << 32 | first slot), recv_count and cumulative stats. Returns in every lane its
 // expert's row count (0 past the last expert). An overflow (only tokens naming the expert
 // in several top-k slots cause one) or an RDMA source above its mirror slot is recorded,
-// aborts the op, and counts as 0 rows.
+// aborts the op, and counts as 0 rows. own_counts: this rank's count per global expert,
+// if the caller holds it (else it is read from this rank's half, like a peer's).
 template <bool kRdma>
 __device__ __forceinline__ int ll_experts_layout(const LlDispatchRecvParams& p, unsigned arrived, int e0, int width,
-                                                 int lane) {
+                                                 int lane, const int* own_counts = nullptr) {
   const LlContext& ctx = p.ctx;
   const int slots = ctx.num_ranks * p.max_tokens;
   const int num_local = p.num_experts / ctx.num_ranks;
@@ -50,8 +51,11 @@ __device__ __forceinline__ int ll_experts_layout(const LlDispatchRecvParams& p, 
   const int cumulative = p.cumulative_recv_stats != nullptr && valid && s == 0 ? p.cumulative_recv_stats[e] : 0;
   int count = 0;
   if (valid && s < ctx.num_ranks && (arrived & (1u << s))) {
-    count = reinterpret_cast<const std::int32_t*>(ll_source_half<kRdma>(ctx, s) +
-                                                 ctx.layout.expert_counts_offset)[ctx.rank * num_local + e];
+    const std::int32_t* counts =
+        s == ctx.rank && own_counts != nullptr
+            ? own_counts
+            : reinterpret_cast<const std::int32_t*>(ll_source_half<kRdma>(ctx, s) + ctx.layout.expert_counts_offset);
+    count = counts[ctx.rank * num_local + e];
   }
   if (count > p.max_tokens && ll_rdma_peer<kRdma>(ctx, s)) {
     // The combine's mirror slot keeps max_tokens rows per (expert, home).

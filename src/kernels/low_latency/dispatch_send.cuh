@@ -3,9 +3,11 @@
 // entries per expert; the other blocks cast (FP8) or copy (BF16) each token once into
 // this rank's half. The last block to finish publishes and signals every peer.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "device/copy.cuh"
+#include "moe_ep/low_latency.hpp"
 #include "kernels/low_latency/fp8_cast.cuh"
 #include "kernels/low_latency/ll_collective.cuh"
 
@@ -19,9 +21,12 @@ __host__ __device__ inline bool ll_rank_in_segments(int num_experts, int num_ent
   // A few entries (decode with a handful of tokens): one warp is quicker than a merge.
   return num_entries > 32 * kLlWarps && 4 * kLlWarps * num_experts + 4 * num_entries <= kLlSegmentedRankBytes;
 }
-inline constexpr int kLlSingleWarpRankBytes = 4 * kMaxExperts + 2 * 1024 * kMaxTopk;  // counters + int16 ids
+inline constexpr int kLlSingleWarpRankBytes = 4 * kMaxExperts + 2 * kMaxLowLatencyTokens * kMaxTopk;  // counters + int16 ids
+// The direct dispatch's (dispatch_direct.cuh): two counters per expert + a block's entries
+// (one block may own every token).
+inline constexpr int kLlDirectRankBytes = 8 * kMaxExperts + 4 * kMaxLowLatencyTokens * kMaxTopk;
 inline constexpr int kLlDispatchSharedBytes =
-    kLlSegmentedRankBytes > kLlSingleWarpRankBytes ? kLlSegmentedRankBytes : kLlSingleWarpRankBytes;
+    std::max({kLlSegmentedRankBytes, kLlSingleWarpRankBytes, kLlDirectRankBytes});
 
 __device__ __forceinline__ std::int64_t load_expert(const LlDispatchSendParams& p, int i) {
   return p.topk_idx_int32 ? static_cast<const std::int32_t*>(p.topk_idx)[i]
@@ -56,16 +61,16 @@ __device__ __forceinline__ void load_entries(const LlDispatchSendParams& p, std:
         e = -1;
       }
       ids[i] = static_cast<std::int16_t>(e);
-      if (!ctx.direct_dispatch) ids_out[i] = static_cast<std::int32_t>(e);  // receivers read them
+      ids_out[i] = static_cast<std::int32_t>(e);  // receivers read them
     }
   }
 }
 
 // One warp walks entries [begin, end) in order, 32 at a time: lanes naming the same
-// expert take consecutive ranks after that expert's running count in `counters`.
-template <typename Emit>
-__device__ __forceinline__ void walk_entries(const std::int16_t* ids, int begin, int end, int* counters, int lane,
-                                             Emit emit) {
+// expert take consecutive ranks after that expert's running count in `counters`. ids[i]
+// is entry i's expert (-1: none).
+template <typename Ids, typename Emit>
+__device__ __forceinline__ void walk_entries(const Ids& ids, int begin, int end, int* counters, int lane, Emit emit) {
   const unsigned lower_lanes = (1u << lane) - 1;
   for (int base = begin; base < end; base += 32) {
     const int i = base + lane;
@@ -90,7 +95,7 @@ __device__ __forceinline__ void rank_entries(const LlDispatchSendParams& p, std:
   std::int32_t* counts_out = reinterpret_cast<std::int32_t*>(half + ctx.layout.expert_counts_offset);
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const auto store_rank = [&](int i, int rank) {
-    if (!ctx.direct_dispatch) ranks_out[i] = rank;  // receivers read them; direct senders use combine_slots
+    ranks_out[i] = rank;  // receivers read them
     p.combine_slots[i] = rank;
   };
   if (!ll_rank_in_segments(num_experts, num_entries)) {
@@ -233,9 +238,13 @@ __device__ __forceinline__ void ll_dispatch_send_phase(const LlDispatchSendParam
   ll_finish_send<kRdma>(ctx, epoch);
 }
 
-// Dynamic shared memory of the sending phase: the ranking's (which also holds the direct
-// dispatch's first slot per expert).
-inline int ll_dispatch_send_shared_bytes(const LlDispatchSendParams& p) {
+// Dynamic shared memory of the sending phase (or of a direct dispatch of num_blocks): the
+// ranking's.
+inline int ll_dispatch_send_shared_bytes(const LlDispatchSendParams& p, int num_blocks) {
+  if (p.ctx.direct_dispatch) {
+    const int tokens_per_block = (p.num_tokens + num_blocks - 1) / num_blocks;
+    return 8 * p.num_experts + 4 * tokens_per_block * p.num_topk;
+  }
   const int entries = p.num_tokens * p.num_topk;
   if (ll_rank_in_segments(p.num_experts, entries)) return 4 * kLlWarps * p.num_experts + 4 * entries;
   return 4 * p.num_experts + 2 * entries;

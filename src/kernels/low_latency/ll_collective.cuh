@@ -109,10 +109,18 @@ __device__ __forceinline__ void ll_signal_peers(const LlContext& ctx, std::uint6
 
 // Block 0, thread 0, at the start of every LL kernel: tells peers this op's kernel runs
 // (read only by a peer whose wait expired, to say why).
-__device__ __forceinline__ void ll_mark_entered(const LlContext& ctx) {
+//
+// solo: this rank is alone and the launch runs the whole op; it waits for no flag and
+// signals none, so nothing reads the epoch: it is only moved on (an add whose result
+// nobody waits for), and the op ends with the kernel, without a done barrier.
+__device__ __forceinline__ void ll_mark_entered(const LlContext& ctx, bool solo = false) {
   if (blockIdx.x != 0 || threadIdx.x != 0) return;
-  protocol::LlHeader* own = ll_header(ctx, ctx.rank);
   ll_stamp(ctx, kTraceEntered);
+  if (solo) {
+    atomicAdd(reinterpret_cast<unsigned long long*>(&ctx.state->ll_epoch[ctx.parity]), 1ull);
+    return;
+  }
+  protocol::LlHeader* own = ll_header(ctx, ctx.rank);
   own->entered_ns = device::global_timer_ns();
   own->entered = protocol::make_tag(ll_op_epoch(ctx), ctx.op);
 }
@@ -144,7 +152,8 @@ struct LlArrivals {
 
 // Whole block: waits for `flags` of every unmasked peer. With shrink, an expired wait
 // masks that peer. wait_stats[q] (if given) accumulates the ns waited for peer q.
-// signalled_self: this block itself just signalled this rank's flag (no need to read it).
+// signalled_self: this rank's own flag is not awaited (this block just signalled it, or
+// the caller does not need it yet); it counts as arrived.
 template <bool kRdma>
 __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
                                                     std::uint64_t (protocol::LlHeader::*flags)[kMaxNvlRanks],
@@ -195,7 +204,10 @@ __device__ __forceinline__ LlShapeFields ll_shape_fields(const protocol::LlPubli
 template <bool kRdma>
 __device__ __forceinline__ LlShapeFields ll_load_peer_shape(const LlContext& ctx, unsigned arrived) {
   const int q = threadIdx.x;
-  if (q < ctx.num_ranks && (arrived & (1u << q))) return ll_shape_fields(ll_source_published<kRdma>(ctx, q));
+  // Ours is ctx.shape (a direct dispatch may not have published it yet).
+  if (q < ctx.num_ranks && q != ctx.rank && (arrived & (1u << q))) {
+    return ll_shape_fields(ll_source_published<kRdma>(ctx, q));
+  }
   return ll_shape_fields(ctx.shape);
 }
 

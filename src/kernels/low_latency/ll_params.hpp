@@ -2,6 +2,7 @@
 // rank's LL region (the buffer's num_rdma_bytes) is reached through `peer_bases`; a call
 // uses one half of it (`parity`), laid out by protocol::carve_ll_half.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <type_traits>
@@ -127,17 +128,20 @@ struct LlCombineRecvParams {
   bool topk_idx_int32;
   const float* topk_weights;       // [num_tokens, num_topk]
   const int* combine_slots;        // [num_tokens, num_topk] (the dispatch handle's)
+  const std::int64_t* layout_range;  // [E_local, num_ranks] (the dispatch handle's): this rank's own rows
+  // This rank's rows are where they were before the launch (x in place, or zero copy):
+  // they are read without waiting for this rank's own `ready`.
+  bool own_rows_ready;
   std::uint16_t* out;              // [num_tokens, hidden] bf16
   std::int64_t* wait_stats;        // [num_ranks] or null
 };
 static_assert(std::is_trivially_copyable_v<LlCombineRecvParams>);
 
-// Work items of a direct dispatch (a warp each): its (token, chunk) pairs, or its local
-// experts (each laid out by one warp), if more.
-inline std::int64_t ll_direct_dispatch_items(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
-  const std::int64_t chunks = (p.hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels;
-  const std::int64_t local_experts = r.num_experts / r.ctx.num_ranks;
-  return p.num_tokens * chunks > local_experts ? p.num_tokens * chunks : local_experts;
+// Blocks a direct dispatch wants (dispatch_direct.cuh): one per token (its warps split the
+// token's chunks), or one per kLlWarps local experts (a warp lays out each), if more.
+inline int ll_direct_dispatch_blocks(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
+  const int local_experts = r.num_experts / r.ctx.num_ranks;
+  return std::max({1, p.num_tokens, (local_experts + kLlWarps - 1) / kLlWarps});
 }
 
 // Which phases one launch runs: a call with a receive hook launches kSend, its hook

@@ -2,7 +2,8 @@
 // GPU: ranks 1/2/4/8, hidden 2048..7168, top-k 1/8/16, experts 8 per rank / 256 / 288,
 // T 1/32/64/128 and 1024 once, FP8 in all three scale modes and BF16, -1 holes, duplicate
 // experts, ranks with zero tokens, all tokens to one expert (S1), skewed routing, LogFMT,
-// zero_copy, async_finish, receive hooks, int32 ids (B4) and the optional stats tensors.
+// zero_copy, async_finish, receive hooks, int32 ids (B4), the optional stats tensors, and a
+// rank alone alternating one-launch and hook calls.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -215,6 +216,21 @@ TEST(LowLatency, StatsAccumulateOverRepetitions) {
   s.stats = true;
   s.repetitions = 3;
   expect_exact(s);
+}
+
+// A rank alone runs a call without hooks in one launch that waits for no flag and
+// signals none (the epoch only moves on); calls with hooks on the same buffer wait for
+// their own flags. Alternating them, with T = 1024 (a block ranks several tokens), stays
+// exact.
+TEST(LowLatency, AloneOneLaunchAndHookCallsAlternate) {
+  for (int round = 0; round < 4; ++round) {
+    LowLatencyScenario s = scenario(1, 2048, 32, 8, kMaxLowLatencyTokens, ScaleMode::kFp8, 340 + round);
+    s.num_tokens = {kMaxLowLatencyTokens - 7 * round};
+    s.call.dispatch_hook = round % 2 == 1;
+    s.call.combine_hook = round == 2;
+    s.repetitions = 2;
+    expect_exact(s);
+  }
 }
 
 // LogFMT over a BF16 dispatch with both receive hooks.
