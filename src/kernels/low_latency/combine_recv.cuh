@@ -58,16 +58,17 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
                                           CombineBatch& batch, int j, int lane) {
   const LlContext& ctx = p.ctx;
   const std::uint8_t* row = nullptr;
+  const std::int64_t slots = static_cast<std::int64_t>(ctx.num_ranks) * p.max_tokens;
   if (h.owner == ctx.rank && p.own_rows_ready) {
     // Our own rows: our layout and x, from the call (our `ready` is not awaited). Alone,
-    // our rows of an expert are its first (a rank beyond the count means the dispatch
-    // failed, and the combine's result is void: it is only kept in bounds).
+    // our rows of an expert are its first. A slot past the expert's last means the
+    // dispatch overflowed (its error is recorded; this combine's result is void): it is
+    // never read.
     const std::int64_t range = ctx.num_ranks == 1 ? static_cast<std::int64_t>(p.max_tokens) << 32
                                                   : p.layout_range[h.local * ctx.num_ranks + ctx.rank];
-    if (h.rank_in_expert >= 0 && h.rank_in_expert < (range >> 32)) {
-      const std::int64_t slot = static_cast<std::int64_t>(h.local) * ctx.num_ranks * p.max_tokens +
-                                (range & 0xffffffff) + h.rank_in_expert;
-      row = ctx.shape.rows + slot * ctx.shape.row_stride;
+    const std::int64_t slot = (range & 0xffffffff) + h.rank_in_expert;
+    if (h.rank_in_expert >= 0 && h.rank_in_expert < (range >> 32) && slot < slots) {
+      row = ctx.shape.rows + (h.local * slots + slot) * ctx.shape.row_stride;
     }
   } else if (h.owner >= 0 && h.rank_in_expert >= 0 && (arrived & (1u << h.owner))) {
     const std::uint8_t* half = ll_source_half<kRdma>(ctx, h.owner);
@@ -79,9 +80,8 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
         // The owner pushed our rows into its mirror slot, by (local expert, rank).
         row = half + ctx.layout.rows_offset +
               (static_cast<std::int64_t>(h.local) * p.max_tokens + h.rank_in_expert) * pub.row_stride;
-      } else {
-        const std::int64_t slot = static_cast<std::int64_t>(h.local) * ctx.num_ranks * p.max_tokens +
-                                  (range & 0xffffffff) + h.rank_in_expert;
+      } else if ((range & 0xffffffff) + h.rank_in_expert < slots) {  // else as above
+        const std::int64_t slot = h.local * slots + (range & 0xffffffff) + h.rank_in_expert;
         row = ll_rebase(ctx, h.owner, pub, pub.rows) + slot * pub.row_stride;
       }
     }
@@ -191,7 +191,7 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
   // with a mismatched shape are never read.
   const LlShapeFields shapes = ll_load_peer_shape<kRdma>(ctx, arrivals.arrived);
   bool failed = arrivals.failed;
-  bool checked = false;  // block-uniform, like failed
+  bool checked = solo;  // block-uniform, like failed (alone: no peer shape to check)
   if (!failed) {
     const bool logfmt = ctx.shape.format == static_cast<int>(protocol::LlFormat::kLogFmt);
     for (int first = blockIdx.x; first < num_items; first += gridDim.x * kLlCombineBatch) {
@@ -204,10 +204,12 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
                                                                        : load_home_entry(p, item / parts, lane);
         find_rows<kRdma>(p, arrivals.arrived, entry, batch, j, lane);
       }
-      checked = true;
-      if (first == static_cast<int>(blockIdx.x) && !ll_check_peer_shape(ctx, shapes, kLlCombineRecvPhase)) {
-        failed = true;
-        break;
+      if (!checked) {  // the first batch's rows are found meanwhile
+        checked = true;
+        if (!ll_check_peer_shape(ctx, shapes, kLlCombineRecvPhase)) {
+          failed = true;
+          break;
+        }
       }
       __syncthreads();
       if (blockIdx.x == 0 && threadIdx.x == 0 && first == 0) ll_stamp(ctx, kTraceLaidOut);

@@ -3,18 +3,18 @@
 // outputs. On one device no link is crossed, and each byte moves once: the token is read
 // once, cast once, and written once per selected expert (a staged copy would be written
 // and read again).
-//   1. block b owns a run of tokens; it counts the entries of the tokens before its run
-//      per expert and ranks its own entries after them (an entry's rank among this rank's
-//      entries for its expert), so no block waits for another to rank. The block owning
-//      the last token then holds every expert's count: it publishes them and signals
-//      `ready`;
+//   1. block b owns a run of tokens; it reads every top-k id, counts the entries before
+//      its run and after it per expert, and ranks its own entries after the ones before
+//      (an entry's rank among this rank's entries for its expert), so no block waits for
+//      another to rank, and every block holds this rank's count per expert. With peers,
+//      block 0 publishes the counts and its outputs and signals `ready`;
 //   2. each warp loads its first chunk of a token meanwhile; after every peer's `ready`
 //      (the counts of the ranks before this one place its first slot per expert, and the
 //      receivers' outputs are known), it casts its chunks and writes them into every slot
-//      the token names; then, once this rank's counts are out, a warp per local expert
-//      lays out the receive side (counts, layout_range, empty slots);
-//   3. the last block signals `done` (my tokens are in your outputs) and waits for every
-//      peer's.
+//      the token names; then a warp per local expert lays out the receive side (counts,
+//      layout_range, empty slots);
+//   3. with peers, the last block signals `done` (my tokens are in your outputs) and waits
+//      for every peer's. A rank alone ends with the kernel (see ll_mark_entered).
 // The slots are those the pulling receive picks (source rank, then token order), so
 // combine and the handle are unchanged. Not with a receive hook (a send phase alone must
 // not wait for peers) nor with shrink (every rank must agree on which sources take part;
@@ -37,14 +37,13 @@ struct DirectOutputs {
   std::int32_t* src_info;
 };
 
-// Block b's tokens: a run of ceil(num_tokens / blocks).
+// Block b's tokens: a balanced run, at most ceil(num_tokens / blocks) of them.
 struct DirectTokens {
   int first, last;
 };
 __device__ __forceinline__ DirectTokens direct_tokens(int num_tokens) {
-  const int per_block = (num_tokens + gridDim.x - 1) / gridDim.x;
-  const int first = min(num_tokens, static_cast<int>(blockIdx.x) * per_block);
-  return {first, min(num_tokens, first + per_block)};
+  const auto bound = [num_tokens](int b) { return static_cast<int>(static_cast<std::int64_t>(b) * num_tokens / gridDim.x); };
+  return {bound(blockIdx.x), bound(blockIdx.x + 1)};
 }
 
 // Whole block, over every entry: before[e] = the entries before `first` naming expert e,
@@ -54,16 +53,21 @@ __device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p
                                                    int* after, int* own) {
   const LlContext& ctx = p.ctx;
   const int num_entries = p.num_tokens * p.num_topk;
-  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) before[e] = after[e] = 0;
-  __syncthreads();
   constexpr int kBatch = 8;  // loads in flight per thread before any shared-memory update
-  for (int i0 = threadIdx.x; i0 < num_entries; i0 += kBatch * blockDim.x) {
-    std::int64_t batch[kBatch];
+  std::int64_t batch[kBatch];
+  const auto load_batch = [&](int i0) {
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
       const int i = i0 + b * blockDim.x;
       batch[b] = i < num_entries ? load_expert(p, i) : -1;
     }
+  };
+  // The first batch is in flight while the counters are cleared.
+  load_batch(threadIdx.x);
+  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) before[e] = after[e] = 0;
+  __syncthreads();
+  for (int i0 = threadIdx.x; i0 < num_entries; i0 += kBatch * blockDim.x) {
+    if (i0 != static_cast<int>(threadIdx.x)) load_batch(i0);
 #pragma unroll
     for (int b = 0; b < kBatch; ++b) {
       const int i = i0 + b * blockDim.x;
@@ -90,13 +94,19 @@ __device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p
 
 // Whole block: ranks the block's entries after the counts before them (warp 0 walks them
 // in order); own[i] becomes (expert << 16) | rank, the rank is the handle's combine slot.
-// `after` then becomes this rank's count per expert (before + own + after).
+// `after` then becomes this rank's count per expert (before + own + after). Alone
+// (`slots`: an expert's, else 0), own[i] becomes the entry's destination right away (see
+// place_block_entries: no rank comes before this one).
 __device__ __forceinline__ void rank_block_entries(const LlDispatchSendParams& p, int first, int count, int* before,
-                                                   int* after, int* own) {
+                                                   int* after, int* own, int slots) {
   if (threadIdx.x < 32) {
     walk_entries(own, 0, count, before, threadIdx.x, [&](int i, int rank) {
       p.combine_slots[first + i] = rank;
-      own[i] = rank >= 0 ? (own[i] << 16) | rank : -1;
+      if (slots > 0) {
+        own[i] = rank >= 0 && rank < slots ? own[i] * slots + rank : -1;
+      } else {
+        own[i] = rank >= 0 ? (own[i] << 16) | rank : -1;
+      }
     });
   }
   __syncthreads();
@@ -317,7 +327,8 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   DirectRow row;
   if (warp < num_items) load_direct_row(p, direct_item(p, tokens, warp), lane, row);
   load_block_entries(p, tokens.first * p.num_topk, tokens.last * p.num_topk, before, counts, own);
-  rank_block_entries(p, tokens.first * p.num_topk, num_entries, before, counts, own);
+  if (solo && threadIdx.x == 0) outputs[0] = {r.recv_x, r.recv_scales, r.src_info};
+  rank_block_entries(p, tokens.first * p.num_topk, num_entries, before, counts, own, solo ? r.max_tokens : 0);
   // With peers: every peer's `ready` (this rank's own counts are the block's).
   LlArrivals arrivals{1u, false};
   if (!solo) {
@@ -327,7 +338,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   }
   if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
   if (!arrivals.failed) {
-    place_block_entries(p, r, arrivals.arrived, num_entries, own, outputs);
+    if (!solo) place_block_entries(p, r, arrivals.arrived, num_entries, own, outputs);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceSlotsLoaded);
     for (int item = warp; item < num_items; item += kLlWarps) {
       const DirectItem it = direct_item(p, tokens, item);
@@ -340,6 +351,8 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   }
   if (threadIdx.x == 0) ll_stamp(ctx, kTraceItemsDone, true);
   if (solo) return;  // failures are recorded where they happen; the kernel's end completes the op
+  // Any block's failed wait fails the op, whichever block signals `done`.
+  if (arrivals.failed && threadIdx.x == 0) ctx.state->abort = 1;
   // Every block's writes, then `done` to every peer (failed: the receiver reports it), and
   // every peer's tokens in our outputs complete the op.
   if (!ll_last_block(&ctx.state->ll_ticket[ctx.parity])) return;
