@@ -68,15 +68,15 @@ std::string gpu_name() {
 }
 
 void Report::print_table() const {
-  std::printf("\n%-9s %-11s %5s %4s %10s %10s %10s %12s %9s %6s  %s\n", "bench", "problem", "ranks", "sms", "median_us",
+  std::printf("\n%-11s %-11s %5s %4s %10s %10s %10s %12s %9s %6s  %s\n", "bench", "problem", "ranks", "sms", "median_us",
               "p10_us", "p99_us", "GB/s/rank", "floor_us", "eff", "note");
   for (const Row& r : rows_) {
-    std::printf("%-9s %-11s %5d %4d %10.1f %10.1f %10.1f %12.1f %9.1f %6.2f  %s\n", r.bench.c_str(), r.problem.c_str(),
+    std::printf("%-11s %-11s %5d %4d %10.1f %10.1f %10.1f %12.1f %9.1f %6.2f  %s\n", r.bench.c_str(), r.problem.c_str(),
                 r.num_ranks, r.num_sms, r.time_us.median, r.time_us.p10, r.time_us.p99, r.logical_gbps_per_rank,
                 r.floor_us, r.efficiency, r.note.c_str());
   }
   for (const Goal& g : goals_) {
-    std::printf("goal      %-11s %5d  %-30s %9.2f %s %8.2f  %s\n", g.problem.c_str(), g.num_ranks, g.what.c_str(), g.value,
+    std::printf("goal        %-11s %5d  %-34s %9.2f %s %8.2f  %s\n", g.problem.c_str(), g.num_ranks, g.what.c_str(), g.value,
                 g.below ? "< " : ">=", g.target, g.pass() ? "PASS" : "MISS");
   }
   std::fflush(stdout);

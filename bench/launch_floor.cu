@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "device/sync.cuh"
+#include "gated_spans.hpp"
 #include "launch_gate.hpp"
 #include "runtime/cuda_check.hpp"
 #include "support/device_array.hpp"
@@ -28,13 +29,16 @@ Stats measure_launch_floor(int iterations) {
   });
 }
 
-Stats measure_gated_start_spread(int num_streams, int rounds) {
+Stats measure_gated_start_spread(int num_streams, int rounds, bool timing_events) {
   const LaunchGate gate;
   std::vector<runtime::Stream> streams(num_streams);
+  std::vector<cudaEvent_t> events(num_streams, nullptr);
+  for (auto& e : events) MOE_EP_CUDA_CHECK(cudaEventCreate(&e));
   test::DeviceArray<std::uint64_t> starts(static_cast<std::size_t>(num_streams) * rounds);
   for (int round = 0; round < rounds; ++round) {
     for (int s = 0; s < num_streams; ++s) {
       gate.hold(streams[s].get(), round + 1);
+      if (timing_events) MOE_EP_CUDA_CHECK(cudaEventRecord(events[s], streams[s].get()));
       record_start<<<16, 128, 0, streams[s].get()>>>(starts.get() + round * num_streams + s);
       MOE_EP_CHECK_LAUNCH();
     }
@@ -42,6 +46,7 @@ Stats measure_gated_start_spread(int num_streams, int rounds) {
     for (auto& stream : streams) MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
   }
   gate.check();
+  for (cudaEvent_t e : events) MOE_EP_CUDA_CHECK(cudaEventDestroy(e));
   const std::vector<std::uint64_t> got = starts.download();
   std::vector<double> spreads;
   for (int round = 1; round < rounds; ++round) {  // the first round warms up
@@ -50,6 +55,24 @@ Stats measure_gated_start_spread(int num_streams, int rounds) {
     spreads.push_back(static_cast<double>(*hi - *lo) / 1000.0);
   }
   return stats_of(spreads);
+}
+
+Stats measure_gated_launch_floor(int num_streams, int rounds) {
+  const LaunchGate gate;
+  std::vector<runtime::Stream> streams(num_streams);
+  GatedSpans spans(num_streams, rounds);
+  for (int round = 0; round < rounds; ++round) {
+    for (int s = 0; s < num_streams; ++s) {
+      gate.hold(streams[s].get(), round + 1);
+      empty_kernel<<<16, 32, 0, streams[s].get()>>>();
+      MOE_EP_CHECK_LAUNCH();
+      spans.rank_end(s, streams[s].get());
+    }
+    spans.open(gate, round + 1, round);
+    MOE_EP_CUDA_CHECK(cudaStreamSynchronize(gate.stream()));
+  }
+  gate.check();
+  return spans.stats(1);  // the first round warms up
 }
 
 }  // namespace moe_ep::bench

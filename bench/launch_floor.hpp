@@ -1,12 +1,18 @@
-// An empty kernel's event-timed duration: the floor under the small-kernel timings; and how
+// An empty kernel's event-timed duration: the floor under the small-kernel timings; how
 // far apart the kernels of N streams released together by a LaunchGate start (what every
-// in-process rank count pays before its ranks' kernels can meet).
+// in-process rank count pays before its ranks' kernels can meet); and the floor of N
+// gated streams timed on the gate's stream.
 #pragma once
 #include "bench_util.hpp"
 
 namespace moe_ep::bench {
 Stats measure_launch_floor(int iterations);
 // Per round: N streams held by one gate, each then launching a 16-block kernel that records
-// its start (globaltimer); the spread (last start - first start) in us.
-Stats measure_gated_start_spread(int num_streams, int rounds);
+// its start (globaltimer); the spread (last start - first start) in us. timing_events: a
+// timing event before each kernel, where per-stream event timing would put one (they
+// serialize in the front end; see gated_spans.hpp).
+Stats measure_gated_start_spread(int num_streams, int rounds, bool timing_events = false);
+// An empty 16-block kernel on each of N streams held by one gate, timed as the LL rounds
+// time their ops (GatedSpans): the floor under those times.
+Stats measure_gated_launch_floor(int num_streams, int rounds);
 }

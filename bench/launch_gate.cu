@@ -22,7 +22,8 @@ __global__ void hold_kernel(const volatile std::uint32_t* opened, std::uint32_t 
   }
 }
 
-__global__ void open_kernel(volatile std::uint32_t* opened, std::uint32_t epoch) {
+__global__ void open_kernel(volatile std::uint32_t* opened, std::uint32_t epoch, std::uint64_t* opened_at) {
+  *opened_at = device::global_timer_ns();
   *opened = epoch;
   __threadfence();
 }
@@ -30,7 +31,7 @@ __global__ void open_kernel(volatile std::uint32_t* opened, std::uint32_t epoch)
 }  // namespace
 
 LaunchGate::LaunchGate(std::uint64_t timeout_ns)
-    : opened_(sizeof(std::uint32_t)), expired_(sizeof(std::uint32_t)), timeout_ns_(timeout_ns) {
+    : opened_(sizeof(std::uint32_t)), opened_at_(sizeof(std::uint64_t)), expired_(sizeof(std::uint32_t)), timeout_ns_(timeout_ns) {
   *static_cast<std::uint32_t*>(expired_.host()) = 0;
   // Load both kernels now: a lazy load at the first hold() could wait for running kernels.
   cudaFuncAttributes attributes{};
@@ -49,7 +50,8 @@ void LaunchGate::hold(cudaStream_t stream, std::uint32_t epoch) const {
 }
 
 void LaunchGate::open(std::uint32_t epoch) const {
-  open_kernel<<<1, 1, 0, opener_.get()>>>(static_cast<std::uint32_t*>(opened_.get()), epoch);
+  open_kernel<<<1, 1, 0, opener_.get()>>>(static_cast<std::uint32_t*>(opened_.get()), epoch,
+                                          static_cast<std::uint64_t*>(opened_at_.get()));
   MOE_EP_CHECK_LAUNCH();
 }
 
@@ -59,6 +61,13 @@ void LaunchGate::check() const {
     throw std::runtime_error("launch gate expired: a call blocked on the host while its stream was held "
                              "(does it synchronize?); the timings are not valid");
   }
+}
+
+std::uint64_t LaunchGate::last_opened_ns() const {
+  std::uint64_t at = 0;
+  MOE_EP_CUDA_CHECK(cudaMemcpyAsync(&at, opened_at_.get(), sizeof(at), cudaMemcpyDeviceToHost, opener_.get()));
+  MOE_EP_CUDA_CHECK(cudaStreamSynchronize(opener_.get()));
+  return at;
 }
 
 }  // namespace moe_ep::bench

@@ -22,9 +22,14 @@ class LaunchGate {
   void open(std::uint32_t epoch) const;
   // Throws if a hold gave up waiting (call after synchronizing the held streams).
   void check() const;
+  // The global timer (ns) when the latest open() ran on the device (waits for it).
+  std::uint64_t last_opened_ns() const;
+  // The stream open() launches on (its work runs in the order it was enqueued).
+  cudaStream_t stream() const { return opener_.get(); }
 
  private:
   runtime::DeviceAllocation opened_;     // uint32: the last opened epoch
+  runtime::DeviceAllocation opened_at_;  // uint64: when it was opened (global timer, ns)
   runtime::HostMappedAllocation expired_;  // uint32: a hold gave up
   runtime::Stream opener_;
   std::uint64_t timeout_ns_;

@@ -10,7 +10,8 @@
 
 namespace moe_ep::bench {
 
-void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const LlOps& ops, LlRoundSpans& spans) {
+void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const LlOps& ops, LlRoundSpans& spans,
+                    const LlAfterOp& after_op) {
   const int num_ranks = cluster.num_ranks;
   const L2Flush flush;  // allocated before any collective
   const LaunchGate gate;
@@ -23,29 +24,39 @@ void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const 
     // One timed op: every rank enqueues it behind the gate; rank 0 opens the gate once all
     // have (and its L2 flush has finished); all wait for their streams and meet again
     // before the next op (or flush) starts.
-    auto timed = [&](RankSpans& op_spans, int round, bool flush_l2, const std::function<void()>& enqueue) {
+    auto timed = [&](LlTimedOp op, GatedSpans& op_spans, int round, bool flush_l2,
+                     const std::function<void()>& enqueue) {
       if (flush_l2 && r == 0) {
         flush.enqueue(stream);
         MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       }
       gate.hold(stream, ++epoch);
-      op_spans.start(r, round, stream);
       enqueue();
-      op_spans.stop(r, round, stream);
+      op_spans.rank_end(r, stream);
       sync.arrive_and_wait();
-      if (r == 0) gate.open(epoch);
+      if (r == 0) op_spans.open(gate, epoch, round);
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       buffer.check_error();
       sync.arrive_and_wait();
+      if (after_op) {  // peers start the next op once the hook has read their state
+        if (r == 0) after_op(op, round, gate.last_opened_ns());
+        sync.arrive_and_wait();
+      }
     };
     try {
       for (int round = 0; round < num_rounds; ++round) {
         const int set = round % num_sets;
-        timed(spans.dispatch, round, true, [&] { ops.dispatch(r, set, stream); });
-        timed(spans.combine, round, false, [&] { ops.combine(r, set, stream); });
-        timed(spans.pair, round, true, [&] {
+        timed(LlTimedOp::kDispatch, spans.dispatch, round, true, [&] { ops.dispatch(r, set, stream); });
+        timed(LlTimedOp::kCombine, spans.combine, round, false, [&] { ops.combine(r, set, stream); });
+        timed(LlTimedOp::kPair, spans.pair, round, true, [&] {
           ops.dispatch(r, set, stream);
           ops.combine(r, set, stream);
+        });
+        timed(LlTimedOp::kPeriod, spans.period, round, true, [&] {
+          for (int i = 0; i < kLlPeriodPairs; ++i) {
+            ops.dispatch(r, set, stream);
+            ops.combine(r, set, stream);
+          }
         });
       }
     } catch (...) {

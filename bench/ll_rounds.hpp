@@ -1,15 +1,19 @@
 // Timed rounds of low-latency calls on in-process ranks sharing one GPU. A round times
-// three things, each started on every rank together behind a LaunchGate (device time only)
-// and followed by a stream sync and a barrier: the dispatch alone (L2 flushed before), the
-// combine alone, and a dispatch + combine chained (L2 flushed before). Input sets rotate
-// by round. The same rounds time eager calls and CUDA-graph replays of them.
+// four things, each started on every rank together behind a LaunchGate (device time only,
+// timed on the gate's stream: GatedSpans) and followed by a stream sync and a barrier:
+// the dispatch alone (L2 flushed before), the combine alone, a dispatch + combine chained
+// (L2 flushed before: a cold pair), and kLlPeriodPairs such pairs back to back (L2 flushed
+// before the first; every pair on the round's inputs, as a decode step's layers follow
+// each other: the period of a pair). Input sets rotate by round. The same rounds time
+// eager calls and CUDA-graph replays of them.
 #pragma once
+#include <cstdint>
 #include <functional>
 #include <vector>
 
 #include <cuda_runtime_api.h>
 
-#include "rank_spans.hpp"
+#include "gated_spans.hpp"
 #include "support/captured_graph.hpp"
 #include "support/rank_threads.hpp"
 
@@ -23,13 +27,25 @@ struct LlOps {
 
 struct LlRoundSpans {
   LlRoundSpans(int num_ranks, int num_rounds)
-      : dispatch(num_ranks, num_rounds), combine(num_ranks, num_rounds), pair(num_ranks, num_rounds) {}
-  RankSpans dispatch, combine, pair;
+      : dispatch(num_ranks, num_rounds),
+        combine(num_ranks, num_rounds),
+        pair(num_ranks, num_rounds),
+        period(num_ranks, num_rounds) {}
+  GatedSpans dispatch, combine, pair, period;  // period: kLlPeriodPairs pairs
 };
+
+// The timed ops of a round, in order.
+enum class LlTimedOp : int { kDispatch = 0, kCombine = 1, kPair = 2, kPeriod = 3 };
+inline constexpr LlTimedOp kLlLastTimedOp = LlTimedOp::kPeriod;  // a round's last
+inline constexpr int kLlPeriodPairs = 8;  // pairs chained in a kPeriod op
+// Called on rank 0's thread once every rank's stream finished a timed op, with the global
+// timer (ns) when its gate opened.
+using LlAfterOp = std::function<void(LlTimedOp op, int round, std::uint64_t opened_ns)>;
 
 // Runs num_rounds rounds (spans made for as many) on every rank's thread; a rank that
 // fails leaves the barrier so its peers end too (their waits expire), then it rethrows.
-void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const LlOps& ops, LlRoundSpans& spans);
+void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const LlOps& ops, LlRoundSpans& spans,
+                    const LlAfterOp& after_op = {});
 
 // Per rank and set, a graph of the dispatch and one of the combine (captured in that order).
 struct LlGraphs {

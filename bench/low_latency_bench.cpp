@@ -1,7 +1,7 @@
 // Low-latency dispatch / combine on N in-process ranks sharing one GPU (BENCHMARKS.md):
 // per round the dispatch, the combine and the chained pair are each started on every rank
-// together (LaunchGate) with the L2 flushed, timed from the first rank's start to the last
-// rank's end (CUDA events), input sets rotating; median and p99 over the rounds after
+// together (LaunchGate) with the L2 flushed, timed from the gate's opening to the last
+// rank's end (CUDA events on the gate's stream, GatedSpans), input sets rotating; median and p99 over the rounds after
 // warm-up. Then the same with every call captured in a CUDA graph and replayed. After each
 // timing loop the outputs of its last round are checked against the CPU reference.
 // Floors count the unavoidable HBM traffic (ll_traffic.hpp) over the copy bandwidth.
@@ -11,6 +11,7 @@
 #include <barrier>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -43,13 +44,16 @@ void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_s
               double copy_bandwidth, const LlRoundSpans& spans, bool graph) {
   struct Op {
     const char* name;
-    const RankSpans& spans;
+    const GatedSpans& spans;
+    int per;  // ops (pairs) in one span
     double floor_bytes, logical_bytes;
   };
+  const double pair_floor_bytes = traffic.dispatch_floor_bytes + traffic.combine_floor_bytes;
   const Op ops[] = {
-      {"ll-disp", spans.dispatch, traffic.dispatch_floor_bytes, traffic.dispatch_logical_bytes},
-      {"ll-comb", spans.combine, traffic.combine_floor_bytes, traffic.combine_logical_bytes},
-      {"ll-pair", spans.pair, traffic.dispatch_floor_bytes + traffic.combine_floor_bytes, 0},
+      {"ll-disp", spans.dispatch, 1, traffic.dispatch_floor_bytes, traffic.dispatch_logical_bytes},
+      {"ll-comb", spans.combine, 1, traffic.combine_floor_bytes, traffic.combine_logical_bytes},
+      {"ll-pair", spans.pair, 1, pair_floor_bytes, 0},
+      {"ll-period", spans.period, kLlPeriodPairs, pair_floor_bytes, 0},
   };
   for (const Op& op : ops) {
     Row row;
@@ -57,7 +61,7 @@ void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_s
     row.problem = problem.name;
     row.num_ranks = num_ranks;
     row.num_sms = num_sms;
-    row.time_us = op.spans.stats(kWarmup);
+    row.time_us = op.spans.stats(kWarmup, op.per);
     row.logical_gbps_per_rank = op.logical_bytes / (row.time_us.median * 1e-6) / 1e9;
     row.floor_us = op.floor_bytes / copy_bandwidth * 1e6;
     row.efficiency = row.floor_us / row.time_us.median;
@@ -72,9 +76,29 @@ void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_s
       row.metrics.push_back({"bytes_sent_per_token", traffic.sent_bytes_per_token});
       row.metrics.push_back({"topk_x_hidden_bytes", traffic.topk_hidden_bytes});
     }
-    if (&op.spans == &spans.pair) row.note += ", dispatch+combine chained";
+    if (&op.spans == &spans.pair) row.note += ", dispatch+combine chained (cold: L2 flushed)";
+    if (&op.spans == &spans.period) {
+      row.note += ", per pair of " + std::to_string(kLlPeriodPairs) + " chained back to back";
+    }
     report.add(row);
   }
+}
+
+// Trace builds: a hook that accumulates where each op's time goes, from the gate's opening
+// (the phase timeline), and prints it after the last round. Others: no hook.
+LlAfterOp trace_ops(int num_ranks, int num_rounds, const LlProblem& problem, const char* mode) {
+#ifdef MOE_EP_LL_TRACE
+  auto timeline = std::make_shared<LlTimeline>(num_ranks);
+  const std::string origin = std::string("the gate opened (") + mode + ")";
+  return [timeline, num_rounds, problem, origin](LlTimedOp op, int round, std::uint64_t opened_ns) {
+    const bool alone = op == LlTimedOp::kDispatch || op == LlTimedOp::kCombine;
+    if (round >= kWarmup && alone) timeline->add(static_cast<int>(op), opened_ns);
+    if (round == num_rounds - 1 && op == kLlLastTimedOp) timeline->print(problem, origin.c_str());
+  };
+#else
+  (void)num_ranks, (void)num_rounds, (void)problem, (void)mode;
+  return {};
+#endif
 }
 
 // Per rank, the mean over calls of the longest wait for one peer's `ready` (the receive's
@@ -131,15 +155,17 @@ void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProble
                     }};
 
   LlRoundSpans eager_spans(num_ranks, num_rounds);
-  time_ll_rounds(cluster, kInputSets, num_rounds, eager, eager_spans);
+  time_ll_rounds(cluster, kInputSets, num_rounds, eager, eager_spans, trace_ops(num_ranks, num_rounds, problem, "eager"));
   check_ll_round(expected, io);
   add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, eager_spans, false);
-  add_wait_rows(report, problem, num_ranks, io, 2 * num_rounds);  // each round calls each op twice
+  // Each round calls each op 2 + kLlPeriodPairs times.
+  add_wait_rows(report, problem, num_ranks, io, (2 + kLlPeriodPairs) * num_rounds);
 
   for (LlRankArrays& rank : io) rank.poison_outputs();  // the graph phase's check sees only its own outputs
   const auto graphs = capture_ll_graphs(cluster, kInputSets, eager);
   LlRoundSpans graph_spans(num_ranks, num_rounds);
-  time_ll_rounds(cluster, kInputSets, num_rounds, replay_ops(graphs), graph_spans);
+  time_ll_rounds(cluster, kInputSets, num_rounds, replay_ops(graphs), graph_spans,
+                 trace_ops(num_ranks, num_rounds, problem, "graph replay"));
   check_ll_round(expected, io);
   add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, graph_spans, true);
 }
@@ -192,12 +218,15 @@ void run_low_latency_probe(const std::string& name, int num_ranks, int iteration
       cluster.buffers[r]->low_latency_combine(io[r].combine_args(set, stream), io[r].handle);
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       sync.arrive_and_wait();
-      if (r == 0 && i >= kWarmup) timeline.add_round();  // the rounds after warm-up
+      if (r == 0 && i >= kWarmup) {  // the rounds after warm-up
+        timeline.add(0);
+        timeline.add(1);
+      }
       sync.arrive_and_wait();
     }
     cluster.buffers[r]->check_error();
   });
-  timeline.print(*problem);
+  timeline.print(*problem, "the op's first kernel entry");
 }
 
 }  // namespace moe_ep::bench

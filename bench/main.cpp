@@ -86,6 +86,16 @@ int main(int argc, char** argv) {
       spread.time_us = measure_gated_start_spread(r, 50);
       spread.note = "last - first start of 16-block kernels on N streams released by one gate";
       report.add(spread);
+      spread.problem = "spread-events";
+      spread.time_us = measure_gated_start_spread(r, 50, /*timing_events=*/true);
+      spread.note = "the same with a timing event before each kernel (why LL ops are timed on the gate's stream)";
+      report.add(spread);
+      Row gated = floor;
+      gated.problem = "gated-empty";
+      gated.num_ranks = r;
+      gated.time_us = measure_gated_launch_floor(r, 50);
+      gated.note = "empty kernels on N gated streams, timed as the LL rows are: their floor";
+      report.add(gated);
     }
     if (intranode) {
       run_layout_bench(report, copy_bw);

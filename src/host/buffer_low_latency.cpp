@@ -222,9 +222,17 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   // One block per item (token, channel range), at most the rank's block share; a block with
   // no item still joins the barriers.
   const std::int64_t parts = (s.hidden + kernels::kLlCombineItemChannels - 1) / kernels::kLlCombineItemChannels;
-  const int recv_blocks = m.ll_blocks(s.num_tokens * parts * kernels::kLlWarps);
+  const std::int64_t items = s.num_tokens * parts;
+  const int recv_blocks = m.ll_blocks(items * kernels::kLlWarps);
   if (!a.return_recv_hook) {
-    kernels::launch_ll_combine(send, recv, kernels::LlPhases::kBoth, std::max(send_blocks, recv_blocks), stream);
+    // Alone with its rows in place (one launch, see ll_combine_kernel), it waits for nobody,
+    // so its blocks need not all be resident at once: two per SM, an item each, keep twice
+    // the loads in flight.
+    const bool solo = m.num_ranks == 1 && recv.own_rows_ready && mirrors.count == 0;
+    const int blocks = solo ? static_cast<int>(std::clamp<std::int64_t>(
+                                  items, 1, std::int64_t{kernels::kLlMinBlocksPerSm} * m.num_device_sms))
+                            : std::max(send_blocks, recv_blocks);
+    kernels::launch_ll_combine(send, recv, kernels::LlPhases::kBoth, blocks, stream);
     return finish_call(m, parity, false, a.stream, stream, nullptr, op);
   }
   kernels::launch_ll_combine(send, recv, kernels::LlPhases::kSend, send_blocks, stream);

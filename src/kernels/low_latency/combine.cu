@@ -11,6 +11,7 @@ namespace {
 template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_combine_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
+  ll_wait_prior_grid();
   // Alone, with its rows in place, in one launch: nothing to publish, nobody to wait for.
   const bool solo = kSend && kRecv && !kRdma && recv.ctx.num_ranks == 1 && recv.own_rows_ready;
   ll_mark_entered(kSend ? send.ctx : recv.ctx, solo);
@@ -24,8 +25,7 @@ struct CombineKernels {
   template <bool kSend, bool kRecv, bool kRdma>
   static void launch(const LlCombineSendParams& send, const LlCombineRecvParams& recv, int num_blocks,
                      cudaStream_t stream) {
-    ll_combine_kernel<kSend, kRecv, kRdma><<<num_blocks, kLlThreads, 0, stream>>>(send, recv);
-    MOE_EP_CHECK_LAUNCH();
+    launch_ll_kernel(ll_combine_kernel<kSend, kRecv, kRdma>, num_blocks, 0, stream, send, recv);
   }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {

@@ -14,6 +14,7 @@ namespace {
 template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
+  ll_wait_prior_grid();
   // Direct dispatch runs both phases in one launch and never has RDMA peers.
   if constexpr (kSend && kRecv && !kRdma) {
     if (send.ctx.direct_dispatch) {
@@ -31,8 +32,7 @@ struct DispatchKernels {
   static void launch(const LlDispatchSendParams& send, const LlDispatchRecvParams& recv, int num_blocks,
                      cudaStream_t stream) {
     const int shared_bytes = kSend ? ll_dispatch_send_shared_bytes(send, num_blocks) : 0;
-    ll_dispatch_kernel<kSend, kRecv, kRdma><<<num_blocks, kLlThreads, shared_bytes, stream>>>(send, recv);
-    MOE_EP_CHECK_LAUNCH();
+    launch_ll_kernel(ll_dispatch_kernel<kSend, kRecv, kRdma>, num_blocks, shared_bytes, stream, send, recv);
   }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {

@@ -117,7 +117,8 @@ __device__ __forceinline__ void rank_block_entries(const LlDispatchSendParams& p
 // Whole block, after every peer's `ready`: own[i] becomes the entry's destination,
 // (owner << 28) | row there (e_local * N + slot), or -1. The slot is the entries the
 // ranks before this one send to the expert (they come first in its layout) plus the rank.
-// Also every arrived receiver's outputs (this rank's own from the call).
+// Also every arrived receiver's outputs (this rank's own from the call). It runs before the
+// peers' shapes are checked: with a mismatch its results go unused.
 __device__ __forceinline__ void place_block_entries(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
                                                     unsigned arrived, int count, int* own, DirectOutputs* outputs) {
   const LlContext& ctx = p.ctx;
@@ -334,17 +335,24 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   if (!solo) {
     if (blockIdx.x == 0) publish_counts(p, counts, epoch);
     arrivals = ll_wait_peers<false>(ctx, &protocol::LlHeader::ready, epoch, kLlDirectPhase, nullptr, /*signalled_self=*/true);
-    arrivals.failed = arrivals.failed || !ll_peers_share_shape<false>(ctx, arrivals.arrived, kLlDirectPhase);
+    if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
+    // The peers' shapes load together with their counts and outputs; nothing is written
+    // before the shapes agree (a mismatch leaves the destinations unused).
+    const LlShapeFields shapes = ll_load_peer_shape<false>(ctx, arrivals.arrived);
+    place_block_entries(p, r, arrivals.arrived, num_entries, own, outputs);
+    arrivals.failed = !ll_check_peer_shape(ctx, shapes, kLlDirectPhase) || arrivals.failed;
   }
-  if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
   if (!arrivals.failed) {
-    if (!solo) place_block_entries(p, r, arrivals.arrived, num_entries, own, outputs);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceSlotsLoaded);
     for (int item = warp; item < num_items; item += kLlWarps) {
       const DirectItem it = direct_item(p, tokens, item);
-      if (item != warp) load_direct_row(p, it, lane, row);
+      // The next item's row loads while this one is written (its latency is not paid apart).
+      const bool has_next = item + kLlWarps < num_items;
+      DirectRow next;
+      if (has_next) load_direct_row(p, direct_item(p, tokens, item + kLlWarps), lane, next);
       const int k = (it.t - tokens.first) * p.num_topk + lane;
       write_direct_chunk(p, r, outputs, it, row, lane < p.num_topk ? own[k] : -1, lane);
+      if (has_next) memcpy(&row, &next, sizeof(row));
     }
     direct_layout(r, arrivals.arrived, counts, warp, lane);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceLaidOut);
