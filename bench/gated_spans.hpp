@@ -1,11 +1,15 @@
-// The span of one op that every in-process rank enqueued behind a LaunchGate, timed on the
-// gate's own stream: a timing event when the gate's open kernel has run (no rank kernel can
-// have started before it) and one after that stream has waited for every rank's end
-// (events without timing on the ranks' streams), so the span covers the first kernel start
-// to the last kernel end (BENCHMARKS.md) with no timing event on a rank's stream. Timing
-// events serialize in the GPU's front end: with one before each of 8 streams' kernels, the
-// last kernel started 20 us after the gate instead of 8 (H100; the bench's gate
-// spread-events row), a cost of the measurement that the op would be charged.
+// The span of one op that every in-process rank enqueued behind a LaunchGate, from the
+// gate's release to the last rank's end, on the GPU's global timer: the open kernel stamps
+// the release just before it lets the ranks go (no rank kernel can start earlier), and an
+// end stamp kernel after each rank's op, launched as a programmatic dependent of its last
+// kernel (ll_launch.hpp), stamps as soon as that kernel has completed. So the span bounds
+// the first kernel start to the last kernel end (BENCHMARKS.md) from above by little: the
+// hold's exit before the first kernel and one stamp after the last (the gated-empty floor
+// row). CUDA events cannot do this here: a timing event before each of 8 streams' kernels
+// serializes them in the front end (H100: the last started 14 us after the first instead
+// of 4; the gate spread-events and start-spread rows), and one recorded on the gate's
+// stream is late by the open kernel's launch (about 5 us) if recorded before it, and may
+// come after the first rank kernel started if recorded after it.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -14,30 +18,29 @@
 
 #include "bench_util.hpp"
 #include "launch_gate.hpp"
+#include "support/device_array.hpp"
 
 namespace moe_ep::bench {
 
 class GatedSpans {
  public:
-  GatedSpans(int num_ranks, int num_iterations);  // creates every event up front
-  ~GatedSpans();
-  GatedSpans(const GatedSpans&) = delete;
-  GatedSpans& operator=(const GatedSpans&) = delete;
+  GatedSpans(int num_ranks, int num_iterations);
 
   // From the rank's thread, once it enqueued the op behind the gate's hold on `stream`.
-  void rank_end(int rank, cudaStream_t stream);
+  void rank_end(int rank, int iteration, cudaStream_t stream);
   // From one thread once every rank called rank_end for this iteration: opens the gate
-  // (epoch as for LaunchGate::open) between the iteration's timing events.
+  // (epoch as for LaunchGate::open), stamping the release.
   void open(const LaunchGate& gate, std::uint32_t epoch, int iteration);
   // Microseconds of each iteration from `first_iteration` on (earlier ones: warm-up),
-  // after LaunchGate::check() (which waits for the gate's stream).
+  // after LaunchGate::check() and every rank stream's synchronization.
   std::vector<double> span_us(int first_iteration) const;
   // Their statistics, each span divided by `per` (ops in one span).
   Stats stats(int first_iteration, int per = 1) const;
 
  private:
-  std::vector<cudaEvent_t> rank_ends_;  // [rank], reused by every iteration (no timing)
-  std::vector<cudaEvent_t> timing_;     // [iteration][start, stop]
+  int num_ranks_, num_iterations_;
+  test::DeviceArray<std::uint64_t> opened_;  // [iteration]: the gate's release (ns)
+  test::DeviceArray<std::uint64_t> ends_;    // [iteration][rank]: the rank's op ended (ns)
 };
 
 }  // namespace moe_ep::bench

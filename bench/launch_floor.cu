@@ -9,6 +9,7 @@
 #include "gated_spans.hpp"
 #include "launch_gate.hpp"
 #include "runtime/cuda_check.hpp"
+#include "runtime/programmatic_launch.hpp"
 #include "support/device_array.hpp"
 
 namespace moe_ep::bench {
@@ -64,12 +65,12 @@ Stats measure_gated_launch_floor(int num_streams, int rounds) {
   for (int round = 0; round < rounds; ++round) {
     for (int s = 0; s < num_streams; ++s) {
       gate.hold(streams[s].get(), round + 1);
-      empty_kernel<<<16, 32, 0, streams[s].get()>>>();
-      MOE_EP_CHECK_LAUNCH();
-      spans.rank_end(s, streams[s].get());
+      // As LL kernels launch (ll_launch.hpp).
+      runtime::launch_programmatic(true, empty_kernel, dim3(16), dim3(32), 0, streams[s].get());
+      spans.rank_end(s, round, streams[s].get());
     }
     spans.open(gate, round + 1, round);
-    MOE_EP_CUDA_CHECK(cudaStreamSynchronize(gate.stream()));
+    for (auto& stream : streams) MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
   }
   gate.check();
   return spans.stats(1);  // the first round warms up

@@ -1,7 +1,7 @@
 // An empty kernel's event-timed duration: the floor under the small-kernel timings; how
 // far apart the kernels of N streams released together by a LaunchGate start (what every
 // in-process rank count pays before its ranks' kernels can meet); and the floor of N
-// gated streams timed on the gate's stream.
+// gated streams timed as the LL ops are (GatedSpans).
 #pragma once
 #include "bench_util.hpp"
 
@@ -12,7 +12,7 @@ Stats measure_launch_floor(int iterations);
 // timing event before each kernel, where per-stream event timing would put one (they
 // serialize in the front end; see gated_spans.hpp).
 Stats measure_gated_start_spread(int num_streams, int rounds, bool timing_events = false);
-// An empty 16-block kernel on each of N streams held by one gate, timed as the LL rounds
-// time their ops (GatedSpans): the floor under those times.
+// An empty 16-block kernel on each of N streams held by one gate, launched and timed as the
+// LL rounds launch and time their ops (programmatic launch, GatedSpans): their floor.
 Stats measure_gated_launch_floor(int num_streams, int rounds);
 }

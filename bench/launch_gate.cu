@@ -22,8 +22,12 @@ __global__ void hold_kernel(const volatile std::uint32_t* opened, std::uint32_t 
   }
 }
 
-__global__ void open_kernel(volatile std::uint32_t* opened, std::uint32_t epoch, std::uint64_t* opened_at) {
-  *opened_at = device::global_timer_ns();
+// Stamps the release (before it: no held kernel can start earlier) into both places.
+__global__ void open_kernel(volatile std::uint32_t* opened, std::uint32_t epoch, std::uint64_t* opened_at,
+                            std::uint64_t* also_at) {
+  const std::uint64_t now = device::global_timer_ns();
+  *opened_at = now;
+  if (also_at != nullptr) *also_at = now;
   *opened = epoch;
   __threadfence();
 }
@@ -49,9 +53,9 @@ void LaunchGate::hold(cudaStream_t stream, std::uint32_t epoch) const {
   MOE_EP_CHECK_LAUNCH();
 }
 
-void LaunchGate::open(std::uint32_t epoch) const {
+void LaunchGate::open(std::uint32_t epoch, std::uint64_t* opened_at) const {
   open_kernel<<<1, 1, 0, opener_.get()>>>(static_cast<std::uint32_t*>(opened_.get()), epoch,
-                                          static_cast<std::uint64_t*>(opened_at_.get()));
+                                          static_cast<std::uint64_t*>(opened_at_.get()), opened_at);
   MOE_EP_CHECK_LAUNCH();
 }
 

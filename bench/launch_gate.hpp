@@ -18,14 +18,13 @@ class LaunchGate {
   explicit LaunchGate(std::uint64_t timeout_ns = 2'000'000'000ull);  // on the current device
   // Enqueues a wait until open(epoch) (epochs increase; every rank uses the same ones).
   void hold(cudaStream_t stream, std::uint32_t epoch) const;
-  // From one host thread, once every rank has enqueued its hold for `epoch`.
-  void open(std::uint32_t epoch) const;
+  // From one host thread, once every rank has enqueued its hold for `epoch`; stamps the
+  // global timer (ns) of the release into `opened_at` (device memory) if given.
+  void open(std::uint32_t epoch, std::uint64_t* opened_at = nullptr) const;
   // Throws if a hold gave up waiting (call after synchronizing the held streams).
   void check() const;
   // The global timer (ns) when the latest open() ran on the device (waits for it).
   std::uint64_t last_opened_ns() const;
-  // The stream open() launches on (its work runs in the order it was enqueued).
-  cudaStream_t stream() const { return opener_.get(); }
 
  private:
   runtime::DeviceAllocation opened_;     // uint32: the last opened epoch

@@ -32,7 +32,7 @@ void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const 
       }
       gate.hold(stream, ++epoch);
       enqueue();
-      op_spans.rank_end(r, stream);
+      op_spans.rank_end(r, round, stream);
       sync.arrive_and_wait();
       if (r == 0) op_spans.open(gate, epoch, round);
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));

@@ -1,6 +1,7 @@
 // Timed rounds of low-latency calls on in-process ranks sharing one GPU. A round times
-// four things, each started on every rank together behind a LaunchGate (device time only,
-// timed on the gate's stream: GatedSpans) and followed by a stream sync and a barrier:
+// four things, each started on every rank together behind a LaunchGate (device time only:
+// from the gate's release to the last rank's end, GatedSpans) and followed by a stream
+// sync and a barrier:
 // the dispatch alone (L2 flushed before), the combine alone, a dispatch + combine chained
 // (L2 flushed before: a cold pair), and kLlPeriodPairs such pairs back to back (L2 flushed
 // before the first; every pair on the round's inputs, as a decode step's layers follow

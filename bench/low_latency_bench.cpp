@@ -1,9 +1,11 @@
 // Low-latency dispatch / combine on N in-process ranks sharing one GPU (BENCHMARKS.md):
-// per round the dispatch, the combine and the chained pair are each started on every rank
-// together (LaunchGate) with the L2 flushed, timed from the gate's opening to the last
-// rank's end (CUDA events on the gate's stream, GatedSpans), input sets rotating; median and p99 over the rounds after
-// warm-up. Then the same with every call captured in a CUDA graph and replayed. After each
-// timing loop the outputs of its last round are checked against the CPU reference.
+// per round the dispatch, the combine, the chained pair and a series of pairs are each
+// started on every rank together (LaunchGate) with the L2 flushed (not before the combine),
+// timed from the gate's release to the last rank's end on the GPU's global timer
+// (GatedSpans: per-stream CUDA events would serialize the ranks' launches), input sets
+// rotating; median and p99 over the rounds after warm-up. Then the same with every call
+// captured in a CUDA graph and replayed. After each timing loop the outputs of its last
+// round are checked against the CPU reference.
 // Floors count the unavoidable HBM traffic (ll_traffic.hpp) over the copy bandwidth.
 #include "low_latency_bench.hpp"
 

@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
       report.add(spread);
       spread.problem = "spread-events";
       spread.time_us = measure_gated_start_spread(r, 50, /*timing_events=*/true);
-      spread.note = "the same with a timing event before each kernel (why LL ops are timed on the gate's stream)";
+      spread.note = "the same with a timing event before each kernel (why LL ops are not timed by events)";
       report.add(spread);
       Row gated = floor;
       gated.problem = "gated-empty";

@@ -1,6 +1,7 @@
 // CUDA events around one op on every in-process rank, one start/stop pair per (iteration,
 // rank). An iteration's time is the last stop minus the first start over ranks (the
 // slowest rank decides, BENCHMARKS.md); statistics are taken over iterations after that.
+// The intranode bench's ops are long enough for it; LL ops use GatedSpans.
 #pragma once
 #include <vector>
 

@@ -25,7 +25,7 @@ struct CombineKernels {
   template <bool kSend, bool kRecv, bool kRdma>
   static void launch(const LlCombineSendParams& send, const LlCombineRecvParams& recv, int num_blocks,
                      cudaStream_t stream) {
-    launch_ll_kernel(ll_combine_kernel<kSend, kRecv, kRdma>, num_blocks, 0, stream, send, recv);
+    launch_ll_kernel<ll_combine_kernel<kSend, kRecv, kRdma>>(num_blocks, 0, stream, send, recv);
   }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {

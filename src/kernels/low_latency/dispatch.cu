@@ -32,7 +32,7 @@ struct DispatchKernels {
   static void launch(const LlDispatchSendParams& send, const LlDispatchRecvParams& recv, int num_blocks,
                      cudaStream_t stream) {
     const int shared_bytes = kSend ? ll_dispatch_send_shared_bytes(send, num_blocks) : 0;
-    launch_ll_kernel(ll_dispatch_kernel<kSend, kRecv, kRdma>, num_blocks, shared_bytes, stream, send, recv);
+    launch_ll_kernel<ll_dispatch_kernel<kSend, kRecv, kRdma>>(num_blocks, shared_bytes, stream, send, recv);
   }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {

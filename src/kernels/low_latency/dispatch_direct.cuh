@@ -341,6 +341,8 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
     const LlShapeFields shapes = ll_load_peer_shape<false>(ctx, arrivals.arrived);
     place_block_entries(p, r, arrivals.arrived, num_entries, own, outputs);
     arrivals.failed = !ll_check_peer_shape(ctx, shapes, kLlDirectPhase) || arrivals.failed;
+  } else if (blockIdx.x == 0 && threadIdx.x == 0) {
+    ll_stamp(ctx, kTraceReadySeen);  // alone: ranked
   }
   if (!arrivals.failed) {
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceSlotsLoaded);

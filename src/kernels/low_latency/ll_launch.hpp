@@ -1,5 +1,7 @@
-// Picks the instantiation of an LL kernel family (Kernels::launch / Kernels::preload,
-// templated on <send phase, receive phase, RDMA peers>) for a call's phases and peers.
+// Launching LL kernels: launch_ll_kernel (programmatic dependent launch where the kernel
+// allows it), and the instantiation of an LL kernel family (Kernels::launch /
+// Kernels::preload, templated on <send phase, receive phase, RDMA peers>) that a call's
+// phases and peers pick.
 #pragma once
 #include <cstdlib>
 #include <utility>
@@ -8,33 +10,34 @@
 
 #include "kernels/low_latency/ll_params.hpp"
 #include "runtime/cuda_check.hpp"
+#include "runtime/programmatic_launch.hpp"
 
 namespace moe_ep::kernels {
 
-// Launches an LL kernel that may be set up while the stream's previous kernel finishes
-// (programmatic dependent launch, sm_90+): its blocks still start only once every block of
-// that kernel has exited (no LL kernel triggers its dependents early, so a next kernel's
-// blocks never hold SMs beside this one's), and its first act, ll_wait_prior_grid(), waits
-// until that kernel's writes are visible. What it saves is the gap between the two.
-template <typename... Params, typename... Args>
-void launch_ll_kernel(void (*kernel)(Params...), int num_blocks, int shared_bytes, cudaStream_t stream,
-                      Args&&... args) {
-  int device = 0, major = 0;
-  MOE_EP_CUDA_CHECK(cudaGetDevice(&device));
-  MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  static const bool disabled = std::getenv("MOE_EP_LL_NO_PDL") != nullptr;  // experiment
-  cudaLaunchAttribute attribute{};
-  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attribute.val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config{};
-  config.gridDim = dim3(num_blocks);
-  config.blockDim = dim3(kLlThreads);
-  config.dynamicSmemBytes = shared_bytes;
-  config.stream = stream;
-  config.attrs = &attribute;
-  config.numAttrs = major >= 9 && !disabled ? 1 : 0;
-  MOE_EP_CUDA_CHECK(cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...));
-  MOE_EP_CHECK_LAUNCH();
+// Whether `kernel` may launch as a programmatic dependent of the stream's previous kernel:
+// only if it was compiled from sm_90+ PTX, so that it has ll_wait_prior_grid() in it
+// (code built for sm_80, or JIT-compiled from its PTX, does not wait), and
+// MOE_EP_LL_NO_PDL is unset.
+inline bool ll_launch_programmatic(const void* kernel) {
+  if (std::getenv("MOE_EP_LL_NO_PDL") != nullptr) return false;
+  cudaFuncAttributes attributes{};
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+  return attributes.ptxVersion >= 90;
+}
+
+// Launches LL kernel kKernel with programmatic dependent launch where it can: set up while
+// the stream's previous kernel finishes, its first act (ll_wait_prior_grid) waits until
+// that kernel has completed and its writes are visible; what it saves is the gap between
+// the two. No LL kernel triggers its dependents early, so after an LL kernel the next one's
+// blocks start only once all of its blocks have exited. A previous kernel that does
+// trigger early (a user's GEMM) lets this kernel's blocks wait resident, within the rank's
+// SM share; that kernel's blocks are all resident by then, so it completes, unless it in
+// turn waits for another stream or rank (none does in a decode step).
+template <auto kKernel, typename... Args>
+void launch_ll_kernel(int num_blocks, int shared_bytes, cudaStream_t stream, Args&&... args) {
+  static const bool programmatic = ll_launch_programmatic(reinterpret_cast<const void*>(kKernel));
+  runtime::launch_programmatic(programmatic, kKernel, dim3(num_blocks), dim3(kLlThreads), shared_bytes, stream,
+                               std::forward<Args>(args)...);
 }
 
 template <typename Kernels, bool kRdma, typename Send, typename Recv>

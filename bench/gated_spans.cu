@@ -1,0 +1,56 @@
+// Global-timer spans of gated ops on in-process ranks (see gated_spans.hpp).
+#include "gated_spans.hpp"
+
+#include <algorithm>
+
+#include "device/sync.cuh"
+#include "runtime/cuda_check.hpp"
+#include "runtime/programmatic_launch.hpp"
+
+namespace moe_ep::bench {
+namespace {
+
+// Launched as a programmatic dependent of the stream's last kernel: its wait returns once
+// that kernel has completed.
+__global__ void end_stamp_kernel(std::uint64_t* at) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+  *at = device::global_timer_ns();
+}
+
+}  // namespace
+
+GatedSpans::GatedSpans(int num_ranks, int num_iterations)
+    : num_ranks_(num_ranks),
+      num_iterations_(num_iterations),
+      opened_(static_cast<std::size_t>(num_iterations)),
+      ends_(static_cast<std::size_t>(num_iterations) * num_ranks) {}
+
+void GatedSpans::rank_end(int rank, int iteration, cudaStream_t stream) {
+  runtime::launch_programmatic(true, end_stamp_kernel, dim3(1), dim3(1), 0, stream,
+                               ends_.get() + iteration * num_ranks_ + rank);
+}
+
+void GatedSpans::open(const LaunchGate& gate, std::uint32_t epoch, int iteration) {
+  gate.open(epoch, opened_.get() + iteration);
+}
+
+std::vector<double> GatedSpans::span_us(int first_iteration) const {
+  const std::vector<std::uint64_t> opened = opened_.download(), ends = ends_.download();
+  std::vector<double> out;
+  for (int it = first_iteration; it < num_iterations_; ++it) {
+    const auto first = ends.begin() + static_cast<std::ptrdiff_t>(it) * num_ranks_;
+    const std::uint64_t last = *std::max_element(first, first + num_ranks_);
+    out.push_back(static_cast<double>(last - opened[it]) / 1000.0);
+  }
+  return out;
+}
+
+Stats GatedSpans::stats(int first_iteration, int per) const {
+  std::vector<double> spans = span_us(first_iteration);
+  for (double& us : spans) us /= per;
+  return stats_of(spans);
+}
+
+}  // namespace moe_ep::bench
