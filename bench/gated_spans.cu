@@ -13,9 +13,7 @@ namespace {
 // Launched as a programmatic dependent of the stream's last kernel: its wait returns once
 // that kernel has completed.
 __global__ void end_stamp_kernel(std::uint64_t* at) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
+  device::wait_prior_grid();
   *at = device::global_timer_ns();
 }
 

@@ -74,6 +74,15 @@ __device__ __forceinline__ void store_release(std::uint64_t* p, std::uint64_t v,
   }
 }
 
+// First in a kernel launched as a programmatic dependent (runtime/programmatic_launch.hpp):
+// returns once the stream's previous kernel has completed and its writes are visible (at
+// once when launched without programmatic dependence). Compiled for sm_90+ only.
+__device__ __forceinline__ void wait_prior_grid() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
 __device__ __forceinline__ void sleep_until(std::uint64_t deadline_ns) {
   while (global_timer_ns() < deadline_ns) __nanosleep(1000);
 }

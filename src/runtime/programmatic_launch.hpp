@@ -1,6 +1,6 @@
 // A kernel launch that may be a programmatic dependent of the stream's previous kernel
 // (sm_90+): it is set up while that kernel runs, so the gap between the two shrinks; the
-// kernel must wait (griddepcontrol.wait) before it reads anything that kernel wrote.
+// kernel must wait (device::wait_prior_grid) before it reads anything that kernel wrote.
 // Include from CUDA sources (the kernel's address).
 #pragma once
 #include <utility>

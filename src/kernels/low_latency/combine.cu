@@ -11,7 +11,7 @@ namespace {
 template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_combine_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
-  ll_wait_prior_grid();
+  device::wait_prior_grid();  // launched by launch_ll_kernel
   // Alone, with its rows in place, in one launch: nothing to publish, nobody to wait for.
   const bool solo = kSend && kRecv && !kRdma && recv.ctx.num_ranks == 1 && recv.own_rows_ready;
   ll_mark_entered(kSend ? send.ctx : recv.ctx, solo);

@@ -14,7 +14,7 @@ namespace {
 template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
-  ll_wait_prior_grid();
+  device::wait_prior_grid();  // launched by launch_ll_kernel
   // Direct dispatch runs both phases in one launch and never has RDMA peers.
   if constexpr (kSend && kRecv && !kRdma) {
     if (send.ctx.direct_dispatch) {

@@ -69,14 +69,6 @@ __device__ __forceinline__ void ll_stamp(const LlContext& ctx, LlTracePoint poin
 #endif
 }
 
-// First in every LL kernel (launch_ll_kernel): the stream's previous kernel has completed
-// and its writes are visible (a no-op when launched without programmatic dependence).
-__device__ __forceinline__ void ll_wait_prior_grid() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-
 __device__ __forceinline__ std::uint64_t ll_op_epoch(const LlContext& ctx) {
   return ctx.state->ll_epoch[ctx.parity] + 1;
 }

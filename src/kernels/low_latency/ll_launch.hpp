@@ -15,7 +15,7 @@
 namespace moe_ep::kernels {
 
 // Whether `kernel` may launch as a programmatic dependent of the stream's previous kernel:
-// only if it was compiled from sm_90+ PTX, so that it has ll_wait_prior_grid() in it
+// only if it was compiled from sm_90+ PTX, so that it has device::wait_prior_grid() in it
 // (code built for sm_80, or JIT-compiled from its PTX, does not wait), and
 // MOE_EP_LL_NO_PDL is unset.
 inline bool ll_launch_programmatic(const void* kernel) {
@@ -26,7 +26,7 @@ inline bool ll_launch_programmatic(const void* kernel) {
 }
 
 // Launches LL kernel kKernel with programmatic dependent launch where it can: set up while
-// the stream's previous kernel finishes, its first act (ll_wait_prior_grid) waits until
+// the stream's previous kernel finishes, its first act (device::wait_prior_grid) waits until
 // that kernel has completed and its writes are visible; what it saves is the gap between
 // the two. No LL kernel triggers its dependents early, so after an LL kernel the next one's
 // blocks start only once all of its blocks have exited. A previous kernel that does
