@@ -4,10 +4,10 @@
 // once, cast once, and written once per selected expert (a staged copy would be written
 // and read again).
 //   1. block b owns a run of tokens; it reads every top-k id, counts the entries before
-//      its run and after it per expert, and ranks its own entries after the ones before
-//      (an entry's rank among this rank's entries for its expert), so no block waits for
-//      another to rank, and every block holds this rank's count per expert. With peers,
-//      block 0 publishes the counts and its outputs and signals `ready`;
+//      its run and from it on per expert (so every block holds this rank's count per
+//      expert; with peers, block 0 publishes the counts and its outputs and signals `ready`
+//      right then), and ranks its own entries after the ones before (an entry's rank among
+//      this rank's entries for its expert), so no block waits for another to rank;
 //   2. each warp loads its first chunk of a token meanwhile; after every peer's `ready`
 //      (the counts of the ranks before this one place its first slot per expert, and the
 //      receivers' outputs are known), it casts its chunks and writes them into every slot
@@ -47,10 +47,12 @@ __device__ __forceinline__ DirectTokens direct_tokens(int num_tokens) {
 }
 
 // Whole block, over every entry: before[e] = the entries before `first` naming expert e,
-// after[e] those from `last` on; own[i - first] = the expert of entry i in [first, last)
-// (-1: none or a bad id). Block 0 records bad ids (the op fails).
+// after[e] those from `first` on; own[i - first] = the expert of entry i in [first, last)
+// (-1: none or a bad id). Block 0 records bad ids (the op fails). issued() runs once the
+// first ids are requested (its loads queue behind them).
+template <typename Issued>
 __device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p, int first, int last, int* before,
-                                                   int* after, int* own) {
+                                                   int* after, int* own, Issued issued) {
   const LlContext& ctx = p.ctx;
   const int num_entries = p.num_tokens * p.num_topk;
   constexpr int kBatch = 8;  // loads in flight per thread before any shared-memory update
@@ -64,6 +66,7 @@ __device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p
   };
   // The first batch is in flight while the counters are cleared.
   load_batch(threadIdx.x);
+  issued();
   for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) before[e] = after[e] = 0;
   __syncthreads();
   for (int i0 = threadIdx.x; i0 < num_entries; i0 += kBatch * blockDim.x) {
@@ -82,23 +85,26 @@ __device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p
         }
         e = -1;
       }
-      if (i >= first && i < last) {
-        own[i - first] = static_cast<int>(e);
-      } else if (e >= 0) {
-        atomicAdd(&(i < first ? before : after)[e], 1);
-      }
+      if (i >= first && i < last) own[i - first] = static_cast<int>(e);
+      if (e >= 0) atomicAdd(&(i < first ? before : after)[e], 1);
     }
   }
   __syncthreads();
 }
 
+// Whole block, after load_block_entries: after[e] becomes this rank's count per expert
+// (before + after); `before` is left as the walk's base (rank_block_entries).
+__device__ __forceinline__ void total_counts(const LlDispatchSendParams& p, const int* before, int* after) {
+  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) after[e] += before[e];
+  __syncthreads();
+}
+
 // Whole block: ranks the block's entries after the counts before them (warp 0 walks them
 // in order); own[i] becomes (expert << 16) | rank, the rank is the handle's combine slot.
-// `after` then becomes this rank's count per expert (before + own + after). Alone
-// (`slots`: an expert's, else 0), own[i] becomes the entry's destination right away (see
-// place_block_entries: no rank comes before this one).
+// Alone (`slots`: an expert's, else 0), own[i] becomes the entry's destination right away
+// (see place_block_entries: no rank comes before this one).
 __device__ __forceinline__ void rank_block_entries(const LlDispatchSendParams& p, int first, int count, int* before,
-                                                   int* after, int* own, int slots) {
+                                                   int* own, int slots) {
   if (threadIdx.x < 32) {
     walk_entries(own, 0, count, before, threadIdx.x, [&](int i, int rank) {
       p.combine_slots[first + i] = rank;
@@ -109,8 +115,6 @@ __device__ __forceinline__ void rank_block_entries(const LlDispatchSendParams& p
       }
     });
   }
-  __syncthreads();
-  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) after[e] += before[e];
   __syncthreads();
 }
 
@@ -151,8 +155,9 @@ __device__ __forceinline__ void place_block_entries(const LlDispatchSendParams& 
   __syncthreads();
 }
 
-// Block 0, after ranking (with peers): this rank's count per expert into its half, its
-// outputs published, `ready` to every peer.
+// Block 0 (with peers), once it holds this rank's counts and before it ranks its own
+// entries: this rank's count per expert into its half, its outputs published, `ready` to
+// every peer.
 __device__ __forceinline__ void publish_counts(const LlDispatchSendParams& p, const int* counters, std::uint64_t epoch) {
   const LlContext& ctx = p.ctx;
   std::int32_t* counts_out = reinterpret_cast<std::int32_t*>(ll_half(ctx, ctx.rank) + ctx.layout.expert_counts_offset);
@@ -322,18 +327,27 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   const int num_items = (tokens.last - tokens.first) * direct_chunks(p.hidden);
   const int num_entries = (tokens.last - tokens.first) * p.num_topk;
   int* before = shared;                    // [num_experts]
-  int* counts = shared + p.num_experts;    // [num_experts]: after, then this rank's counts
+  int* counts = shared + p.num_experts;    // [num_experts]: from the block's first entry on, then this rank's counts
   int* own = shared + 2 * p.num_experts;   // [the block's entries]
-  // This warp's first row loads while the block ranks and the peers get ready.
+  // This warp's first row loads while the block ranks and the peers get ready. With peers
+  // it is requested after the ids, which the `ready` they wait for needs first; alone,
+  // before them (the row is then what the kernel waits for).
   DirectRow row;
-  if (warp < num_items) load_direct_row(p, direct_item(p, tokens, warp), lane, row);
-  load_block_entries(p, tokens.first * p.num_topk, tokens.last * p.num_topk, before, counts, own);
+  const auto load_first_row = [&] {
+    if (warp < num_items) load_direct_row(p, direct_item(p, tokens, warp), lane, row);
+  };
+  if (solo) load_first_row();
+  load_block_entries(p, tokens.first * p.num_topk, tokens.last * p.num_topk, before, counts, own, [&] {
+    if (!solo) load_first_row();
+  });
   if (solo && threadIdx.x == 0) outputs[0] = {r.recv_x, r.recv_scales, r.src_info};
-  rank_block_entries(p, tokens.first * p.num_topk, num_entries, before, counts, own, solo ? r.max_tokens : 0);
+  total_counts(p, before, counts);
+  // With peers, the counts go out before the block ranks its own entries.
+  if (!solo && blockIdx.x == 0) publish_counts(p, counts, epoch);
+  rank_block_entries(p, tokens.first * p.num_topk, num_entries, before, own, solo ? r.max_tokens : 0);
   // With peers: every peer's `ready` (this rank's own counts are the block's).
   LlArrivals arrivals{1u, false};
   if (!solo) {
-    if (blockIdx.x == 0) publish_counts(p, counts, epoch);
     arrivals = ll_wait_peers<false>(ctx, &protocol::LlHeader::ready, epoch, kLlDirectPhase, nullptr, /*signalled_self=*/true);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
     // The peers' shapes load together with their counts and outputs; nothing is written
