@@ -97,6 +97,7 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
                       !m.options.enable_shrink && !a.return_recv_hook;
   const bool stage = !direct && (a.use_fp8 || !m.group->shares_address_space() || mirrors.count > 0);
   const protocol::LlFormat format = !a.use_fp8        ? protocol::LlFormat::kBf16
+                                    : a.use_ue8m0   ? protocol::LlFormat::kFp8Ue8m0
                                     : a.round_scale ? protocol::LlFormat::kFp8PowerOfTwo
                                                     : protocol::LlFormat::kFp8;
   kernels::LlContext ctx = m.ll_context(protocol::Op::kLowLatencyDispatch, parity, layout, mirrors);

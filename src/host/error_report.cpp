@@ -62,7 +62,7 @@ std::string describe_error(const protocol::ErrorRecord& r) {
     case ErrorCode::kShapeMismatch: {
       static const char* const fields[] = {"?", "row bytes (hidden x element size)", "top-k", "num_experts",
                                            "scales per token", "hidden", "num_max_dispatch_tokens_per_rank",
-                                           "row format (use_fp8 / round_scale / use_logfmt)",
+                                           "row format (use_fp8 / round_scale / use_ue8m0 / use_logfmt)",
                                            "the dispatch path (1: direct, without return_recv_hook; 0: with it)"};
       const int f = r.d >= 1 && r.d <= 8 ? r.d : 0;
       out << "ranks disagree on " << fields[f] << ": this rank has " << r.a << ", rank " << r.peer << " has " << r.b;

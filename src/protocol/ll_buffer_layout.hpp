@@ -16,7 +16,7 @@
 namespace moe_ep::protocol {
 
 // Row formats a rank publishes; the receiver checks every peer used the same one.
-enum class LlFormat : std::int32_t { kBf16 = 1, kFp8 = 2, kFp8PowerOfTwo = 3, kLogFmt = 4 };
+enum class LlFormat : std::int32_t { kBf16 = 1, kFp8 = 2, kFp8PowerOfTwo = 3, kLogFmt = 4, kFp8Ue8m0 = 5 };
 
 // What a rank publishes for the current low-latency op of one half; peers read it after
 // the ready flag. Pointers are in the owner's address space (rebased like SourceDescriptor).

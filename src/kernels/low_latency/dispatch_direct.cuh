@@ -11,10 +11,13 @@
 //   2. each warp loads its first chunk of a token meanwhile; after every peer's `ready`
 //      (the counts of the ranks before this one place its first slot per expert, and the
 //      receivers' outputs are known), it casts its chunks and writes them into every slot
-//      the token names; then a warp per local expert lays out the receive side (counts,
-//      layout_range, empty slots);
+//      the token names (FP8 scales of a large sender at 8+ ranks: as a row into each
+//      receiver's half instead, staged_scales.cuh); then a warp per local expert lays out
+//      the receive side (counts, layout_range, empty slots);
 //   3. with peers, the last block signals `done` (my tokens are in your outputs) and waits
-//      for every peer's. A rank alone ends with the kernel (see ll_mark_entered).
+//      for every peer's; when a source staged its scales, so does every block with experts
+//      to lay them out for, which it then does. A rank alone ends with the kernel (see
+//      ll_mark_entered).
 // The slots are those the pulling receive picks (source rank, then token order), so
 // combine and the handle are unchanged. Not with a receive hook (a send phase alone must
 // not wait for peers) nor with shrink (every rank must agree on which sources take part;
@@ -25,6 +28,7 @@
 #include "kernels/low_latency/dispatch_recv.cuh"
 #include "kernels/low_latency/dispatch_send.cuh"
 #include "kernels/low_latency/fp8_cast.cuh"
+#include "kernels/low_latency/staged_scales.cuh"
 
 namespace moe_ep::kernels {
 
@@ -247,16 +251,24 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
   const int num_groups = (end - begin) / 128;
   // Scale words per slot of a chunk, and their columns ([E_local, columns, N] at the receiver).
   const int words = r.ue8m0 ? (num_groups + 3) / 4 : num_groups;
-  const int columns = r.ue8m0 ? (r.hidden / 128 + 3) / 4 : r.hidden / 128;
+  const int columns = ll_scale_columns(r);
+  const bool stage_scales = ll_stages_scales(r.fp8, p.ctx.num_ranks, p.hidden, p.num_tokens);
   std::uint8_t* row_at = nullptr;
-  std::uint32_t* scales_at = nullptr;
+  std::uint32_t* scales_at = nullptr;  // staged: the token's row at the receiver, for one entry per receiver
+  // A receiver's first entry of the token (staged scales go to each receiver once).
+  const int owner = destination >= 0 ? destination >> 28 : -1;
+  const bool first_at_owner = stage_scales && (__match_any_sync(0xffffffffu, owner) & ((1u << lane) - 1)) == 0;
   if (destination >= 0) {
     const DirectOutputs& out = outputs[destination >> 28];
     const int row = destination & ((1 << 28) - 1);
     row_at = out.recv_x + static_cast<std::int64_t>(row) * (bf16 ? 2 * p.hidden : p.hidden);
     const int e = row / slots, slot = row - e * slots;
     const int column = r.ue8m0 ? begin / 512 : begin / 128;
-    scales_at = static_cast<std::uint32_t*>(out.recv_scales) + (static_cast<std::int64_t>(e) * columns + column) * slots + slot;
+    if (!stage_scales) {
+      scales_at = static_cast<std::uint32_t*>(out.recv_scales) + (static_cast<std::int64_t>(e) * columns + column) * slots + slot;
+    } else if (first_at_owner) {
+      scales_at = ll_staged_scale_row(r, owner, p.ctx.rank, it.t) + column;
+    }
     if (begin == 0) out.src_info[row] = it.t;
   }
   if (__ballot_sync(0xffffffffu, destination >= 0) == 0) return;
@@ -276,6 +288,7 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
     }
   }
   const std::uint32_t word = bf16 ? 0u : chunk_scale_word(r.ue8m0, num_groups, gather_group_scales(scale_inv, lane), lane);
+  const std::int64_t scale_stride = stage_scales ? 1 : slots;  // staged: a row; in place: a column
 #pragma unroll
   for (int k = 0; k < kMaxTopk; ++k) {
     if (k >= p.num_topk) break;
@@ -295,7 +308,7 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
         *reinterpret_cast<uint4*>(dst + c) = q[u];
       }
     }
-    if (!bf16 && lane < words) scales[static_cast<std::int64_t>(lane) * slots] = word;
+    if (!bf16 && scales != nullptr && lane < words) scales[lane * scale_stride] = word;
   }
 }
 
@@ -347,14 +360,17 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   rank_block_entries(p, tokens.first * p.num_topk, num_entries, before, own, solo ? r.max_tokens : 0);
   // With peers: every peer's `ready` (this rank's own counts are the block's).
   LlArrivals arrivals{1u, false};
+  __shared__ unsigned scale_stagers;  // sources that staged their scales: every block lays them out at the end
   if (!solo) {
     arrivals = ll_wait_peers<false>(ctx, &protocol::LlHeader::ready, epoch, kLlDirectPhase, nullptr, /*signalled_self=*/true);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
     // The peers' shapes load together with their counts and outputs; nothing is written
     // before the shapes agree (a mismatch leaves the destinations unused).
+    // So does whether any source staged its scales (the end of the op depends on it).
     const LlShapeFields shapes = ll_load_peer_shape<false>(ctx, arrivals.arrived);
     place_block_entries(p, r, arrivals.arrived, num_entries, own, outputs);
     arrivals.failed = !ll_check_peer_shape(ctx, shapes, kLlDirectPhase) || arrivals.failed;
+    scale_staging_sources(r, arrivals.failed ? 0u : arrivals.arrived, &scale_stagers);
   } else if (blockIdx.x == 0 && threadIdx.x == 0) {
     ll_stamp(ctx, kTraceReadySeen);  // alone: ranked
   }
@@ -378,15 +394,30 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   // Any block's failed wait fails the op, whichever block signals `done`.
   if (arrivals.failed && threadIdx.x == 0) ctx.state->abort = 1;
   // Every block's writes, then `done` to every peer (failed: the receiver reports it), and
-  // every peer's tokens in our outputs complete the op.
-  if (!ll_last_block(&ctx.state->ll_ticket[ctx.parity])) return;
-  if (threadIdx.x == 0) {
+  // every peer's tokens in our outputs complete the op. When a source staged its scales,
+  // every block waits (for this rank's own `done` too) and then lays the scales out.
+  const bool last = ll_last_block(&ctx.state->ll_ticket[ctx.parity]);
+  if (last && threadIdx.x == 0) {
     ll_stamp(ctx, kTraceLastBlock);
     ll_signal_peers<false>(ctx, &protocol::LlHeader::done, epoch, arrivals.failed || ctx.state->abort != 0);
   }
-  const LlArrivals written =
-      ll_wait_peers<false>(ctx, &protocol::LlHeader::done, epoch, kLlDirectPhase, r.wait_stats, /*signalled_self=*/true);
-  if (threadIdx.x == 0) {
+  // A block with no staged scales to lay out is done (the last block still waits).
+  const int warp_items = scale_stagers != 0 ? staged_scales_items(r) : 0;
+  if (!last && warp_items == 0) return;
+  // A warp's first item of staged scales: its layout loads while the block waits.
+  StagedScalesItem item{};
+  if (warp < warp_items) item = staged_scales_item(r, warp, lane);
+  const LlArrivals written = ll_wait_peers<false>(ctx, &protocol::LlHeader::done, epoch, kLlDirectPhase,
+                                                  last ? r.wait_stats : nullptr, /*signalled_self=*/last);
+  if (!written.failed) {
+    for (int i = warp; i < warp_items; i += kLlWarps) {
+      if (i != warp) item = staged_scales_item(r, i, lane);
+      transpose_staged_scales(r, scale_stagers, item, lane);
+    }
+  }
+  // Whichever block's wait failed fails the op.
+  if (written.failed && threadIdx.x == 0) ctx.state->abort = 1;
+  if (last && threadIdx.x == 0) {
     ll_stamp(ctx, kTraceDoneSeen);
     if (arrivals.failed || written.failed) ctx.state->abort = 1;
     ctx.state->ll_epoch[ctx.parity] = epoch;  // always move on (see ll_done_barrier)

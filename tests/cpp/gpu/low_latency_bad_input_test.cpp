@@ -434,6 +434,7 @@ TEST_F(LowLatencyBadInput, B7RanksDisagreeOnTheCallShape) {
       {"top-k", [](LlShape& s) { s.num_topk = 8; }, {"4", "8"}},
       {"num_experts", [](LlShape& s) { s.num_experts = 32; }, {"16", "32"}},
       {"row format", [](LlShape& s) { s.mode = ScaleMode::kBf16; }, {}},
+      {"use_ue8m0", [](LlShape& s) { s.mode = ScaleMode::kFp8Ue8m0; }, {}},
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.field);

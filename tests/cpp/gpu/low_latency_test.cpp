@@ -3,7 +3,8 @@
 // T 1/32/64/128 and 1024 once, FP8 in all three scale modes and BF16, -1 holes, duplicate
 // experts, ranks with zero tokens, all tokens to one expert (S1), skewed routing, LogFMT,
 // zero_copy, async_finish, receive hooks, int32 ids (B4), the optional stats tensors, and a
-// rank alone alternating one-launch and hook calls.
+// rank alone alternating one-launch and hook calls, FP8 scales staged by some senders and
+// written in place by others.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -200,6 +201,19 @@ TEST(LowLatency, T1024Once) {
   LowLatencyScenario s = scenario(2, 2048, 16, 8, kMaxLowLatencyTokens, ScaleMode::kFp8, 300);
   s.num_tokens = {kMaxLowLatencyTokens, 1000};
   expect_exact(s);
+}
+
+// FP8 senders of at least kLlStagedScalesMinTokens tokens (with kLlStagedScalesMinRanks
+// ranks) write a token's scales once into each receiver's half and the receivers lay them
+// out; the others write them into place. Both kinds in one op, either side of the threshold, in
+// fp32 and UE8M0, repeated so both halves are reused.
+TEST(LowLatency, StagedAndDirectScalesMix) {
+  for (ScaleMode mode : {ScaleMode::kFp8, ScaleMode::kFp8Ue8m0}) {
+    LowLatencyScenario s = scenario(8, mode == ScaleMode::kFp8 ? 7168 : 5120, 256, 8, 128, mode, 360);
+    s.num_tokens = {32, 31, 128, 0, 33, 1, 64, 32};
+    s.repetitions = 2;
+    expect_exact(s);
+  }
 }
 
 // B4: int32 top-k ids are accepted like int64.
