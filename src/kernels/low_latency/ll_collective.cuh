@@ -169,13 +169,17 @@ __device__ __forceinline__ LlArrivals ll_wait_peers(const LlContext& ctx,
   const int q = threadIdx.x;
   if (q == ctx.rank && signalled_self) {
     atomicOr(&arrived, 1u << q);
-  } else if (q < ctx.num_ranks && (q == ctx.rank || !ll_masked(ctx, q))) {  // never skip ourselves
+  } else if (q < ctx.num_ranks && (q == ctx.rank || !ctx.enable_shrink || !ll_masked(ctx, q))) {
+    // Never skip ourselves; only shrink masks peers (not a load in front of every wait).
     const std::uint64_t start = device::global_timer_ns();
     const std::uint64_t* flag = &(ll_header(ctx, ctx.rank)->*flags)[q];
     const std::uint64_t expected = protocol::make_tag(epoch, ctx.op);
     const auto result = device::wait_tag(flag, expected, ctx.timeout_ns, ctx.error, ctx.rank, phase, q,
                                          /*record_timeout=*/false, ctx.gpu_scope);
-    if (wait_stats != nullptr) wait_stats[q] += static_cast<std::int64_t>(device::global_timer_ns() - start);
+    // A reduction nobody waits for (a load and store would delay the block's barrier).
+    if (wait_stats != nullptr) {
+      atomicAdd(reinterpret_cast<unsigned long long*>(&wait_stats[q]), device::global_timer_ns() - start);
+    }
     const bool masks = ctx.enable_shrink && q != ctx.rank;
     if (result == device::WaitResult::kOk) {
       atomicOr(&arrived, 1u << q);
