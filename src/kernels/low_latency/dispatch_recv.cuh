@@ -86,6 +86,12 @@ __device__ __forceinline__ int ll_experts_layout(const LlDispatchRecvParams& p, 
   return total;
 }
 
+// Words of a slot's FP8 scales: a column each of the receiver's [E_local][columns][slots]
+// (fp32: one per 128 channels; UE8M0: four exponents packed per word).
+__device__ __forceinline__ int ll_scale_columns(const LlDispatchRecvParams& p) {
+  return p.ue8m0 ? (p.hidden / 128 + 3) / 4 : p.hidden / 128;
+}
+
 // One warp: src_info = -1 in local expert e's slots past its `total` rows.
 __device__ __forceinline__ void mark_empty_slots(const LlDispatchRecvParams& p, int e, int total, int lane) {
   const int slots = p.ctx.num_ranks * p.max_tokens;
@@ -196,7 +202,7 @@ __device__ __forceinline__ void expand_chunk(const LlDispatchRecvParams& p, int 
     if (p.fp8) {
       const int num_scales = p.hidden / 128;
       const float* scales = reinterpret_cast<const float*>(src + p.hidden);
-      const int columns = p.ue8m0 ? (num_scales + 3) / 4 : num_scales;
+      const int columns = ll_scale_columns(p);
       for (int c = lane; c < columns; c += 32) {
         std::uint32_t value = 0;
         if (p.ue8m0) {

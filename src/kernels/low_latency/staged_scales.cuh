@@ -13,6 +13,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/low_latency/dispatch_recv.cuh"
 #include "kernels/low_latency/ll_collective.cuh"
 #include "kernels/low_latency/ll_params.hpp"
 
@@ -36,10 +37,6 @@ __host__ __device__ constexpr bool ll_stages_scales(bool fp8, int num_ranks, int
          num_ranks * ll_staged_row_words(hidden) * 4 <= 2 * hidden;
 }
 
-// Words of a slot's scales (the receiver's scale columns).
-__device__ __forceinline__ int ll_scale_columns(const LlDispatchRecvParams& r) {
-  return r.ue8m0 ? (r.hidden / 128 + 3) / 4 : r.hidden / 128;
-}
 // Source s's staged scale row of its token t, in receiver `holder`'s half.
 __device__ __forceinline__ std::uint32_t* ll_staged_scale_row(const LlDispatchRecvParams& r, int holder, int s, int t) {
   return reinterpret_cast<std::uint32_t*>(ll_half(r.ctx, holder) + r.ctx.layout.rows_offset) +
