@@ -3,6 +3,7 @@
 #include "launch_floor.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 #include <vector>
 
 #include "device/sync.cuh"
@@ -15,6 +16,34 @@
 namespace moe_ep::bench {
 namespace {
 __global__ void empty_kernel() {}
+
+// Flags of the synchronization floor: row r (one 128-byte line) holds what each stream
+// signalled to stream r.
+constexpr int kFlagsPerRow = 16;
+
+// Block 0: `barriers` all-to-all flag hand-offs among the streams' kernels, like an LL op's
+// `ready` and `done` and nothing else: thread q signals stream q, then waits for stream q's
+// flag (bounded: *expired on a miss). The other blocks exit, as idle LL blocks do.
+__global__ void sync_kernel(std::uint64_t* flags, int num_streams, int me, std::uint64_t first_tag, int barriers,
+                            std::uint32_t* expired) {
+  if (blockIdx.x != 0) return;
+  const int q = threadIdx.x;
+  for (int b = 0; b < barriers; ++b) {
+    const std::uint64_t tag = first_tag + b;
+    if (q < num_streams) {
+      __threadfence();  // as ll_signal_peers
+      device::store_relaxed(&flags[q * kFlagsPerRow + me], tag, true);
+      const std::uint64_t start = device::global_timer_ns();
+      while (device::load_relaxed(&flags[me * kFlagsPerRow + q], true) < tag) {
+        if (device::global_timer_ns() - start > 1'000'000'000ull) {
+          *expired = 1;
+          break;
+        }
+      }
+    }
+    __syncthreads();
+  }
+}
 
 // Block 0 records when the kernel started running.
 __global__ void record_start(std::uint64_t* start) {
@@ -73,6 +102,37 @@ Stats measure_gated_launch_floor(int num_streams, int rounds) {
     for (auto& stream : streams) MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
   }
   gate.check();
+  return spans.stats(1);  // the first round warms up
+}
+
+}  // namespace moe_ep::bench
+
+namespace moe_ep::bench {
+
+Stats measure_gated_sync_floor(int num_streams, int rounds, int kernels, int barriers) {
+  const LaunchGate gate;
+  std::vector<runtime::Stream> streams(num_streams);
+  GatedSpans spans(num_streams, rounds);
+  test::DeviceArray<std::uint64_t> flags(static_cast<std::size_t>(kFlagsPerRow) * num_streams);
+  test::DeviceArray<std::uint32_t> expired(1);
+  MOE_EP_CUDA_CHECK(cudaMemset(flags.get(), 0, flags.size() * sizeof(std::uint64_t)));
+  MOE_EP_CUDA_CHECK(cudaMemset(expired.get(), 0, sizeof(std::uint32_t)));
+  MOE_EP_CUDA_CHECK(cudaDeviceSynchronize());
+  for (int round = 0; round < rounds; ++round) {
+    for (int s = 0; s < num_streams; ++s) {
+      gate.hold(streams[s].get(), round + 1);
+      for (int k = 0; k < kernels; ++k) {  // as LL kernels launch (ll_launch.hpp)
+        const std::uint64_t first_tag = (static_cast<std::uint64_t>(round) * kernels + k) * barriers + 1;
+        runtime::launch_programmatic(true, sync_kernel, dim3(16), dim3(32), 0, streams[s].get(), flags.get(),
+                                     num_streams, s, first_tag, barriers, expired.get());
+      }
+      spans.rank_end(s, round, streams[s].get());
+    }
+    spans.open(gate, round + 1, round);
+    for (auto& stream : streams) MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
+  }
+  gate.check();
+  if (expired.download()[0] != 0) throw std::runtime_error("sync floor: a flag wait expired");
   return spans.stats(1);  // the first round warms up
 }
 

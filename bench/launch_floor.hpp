@@ -1,7 +1,8 @@
 // An empty kernel's event-timed duration: the floor under the small-kernel timings; how
 // far apart the kernels of N streams released together by a LaunchGate start (what every
 // in-process rank count pays before its ranks' kernels can meet); and the floor of N
-// gated streams timed as the LL ops are (GatedSpans).
+// gated streams timed as the LL ops are (GatedSpans), with and without the flag hand-offs
+// of LL ops.
 #pragma once
 #include "bench_util.hpp"
 
@@ -15,4 +16,8 @@ Stats measure_gated_start_spread(int num_streams, int rounds, bool timing_events
 // An empty 16-block kernel on each of N streams held by one gate, launched and timed as the
 // LL rounds launch and time their ops (programmatic launch, GatedSpans): their floor.
 Stats measure_gated_launch_floor(int num_streams, int rounds);
+// The same with `kernels` kernels per stream, each making `barriers` all-to-all flag
+// hand-offs among the N streams and nothing else: the synchronization floor of LL ops
+// (an op signals and awaits `ready`, then `done`).
+Stats measure_gated_sync_floor(int num_streams, int rounds, int kernels, int barriers);
 }

@@ -96,6 +96,12 @@ int main(int argc, char** argv) {
       gated.time_us = measure_gated_launch_floor(r, 50);
       gated.note = "empty kernels on N gated streams, timed as the LL rows are: their floor";
       report.add(gated);
+      if (r > 1) {
+        gated.problem = "gated-sync-pair";
+        gated.time_us = measure_gated_sync_floor(r, 50, /*kernels=*/2, /*barriers=*/2);
+        gated.note = "2 kernels per stream, each 2 all-to-all flag hand-offs (an LL pair's ready and done, no data)";
+        report.add(gated);
+      }
     }
     if (intranode) {
       run_layout_bench(report, copy_bw);
