@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "device/sync.cuh"
@@ -21,11 +22,18 @@ __global__ void empty_kernel() {}
 // signalled to stream r.
 constexpr int kFlagsPerRow = 16;
 
+// A wait of the synchronization floor that expired: who waited, for whom, for which flag.
+struct SyncExpiry {
+  std::uint32_t expired, stream, peer;
+  std::uint64_t tag;
+};
+
 // Block 0: `barriers` all-to-all flag hand-offs among the streams' kernels, like an LL op's
 // `ready` and `done` and nothing else: thread q signals stream q, then waits for stream q's
-// flag (bounded: *expired on a miss). The other blocks exit, as idle LL blocks do.
+// flag (bounded: the first miss is recorded in *expiry). The other blocks exit, as idle LL
+// blocks do.
 __global__ void sync_kernel(std::uint64_t* flags, int num_streams, int me, std::uint64_t first_tag, int barriers,
-                            std::uint32_t* expired) {
+                            SyncExpiry* expiry) {
   if (blockIdx.x != 0) return;
   const int q = threadIdx.x;
   for (int b = 0; b < barriers; ++b) {
@@ -36,7 +44,8 @@ __global__ void sync_kernel(std::uint64_t* flags, int num_streams, int me, std::
       const std::uint64_t start = device::global_timer_ns();
       while (device::load_relaxed(&flags[me * kFlagsPerRow + q], true) < tag) {
         if (device::global_timer_ns() - start > 1'000'000'000ull) {
-          *expired = 1;
+          if (atomicCAS(&expiry->expired, 0u, 1u) == 0u) *expiry = {1u, static_cast<std::uint32_t>(me),
+                                                                    static_cast<std::uint32_t>(q), tag};
           break;
         }
       }
@@ -114,9 +123,9 @@ Stats measure_gated_sync_floor(int num_streams, int rounds, int kernels, int bar
   std::vector<runtime::Stream> streams(num_streams);
   GatedSpans spans(num_streams, rounds);
   test::DeviceArray<std::uint64_t> flags(static_cast<std::size_t>(kFlagsPerRow) * num_streams);
-  test::DeviceArray<std::uint32_t> expired(1);
+  test::DeviceArray<SyncExpiry> expiry(1);
   MOE_EP_CUDA_CHECK(cudaMemset(flags.get(), 0, flags.size() * sizeof(std::uint64_t)));
-  MOE_EP_CUDA_CHECK(cudaMemset(expired.get(), 0, sizeof(std::uint32_t)));
+  MOE_EP_CUDA_CHECK(cudaMemset(expiry.get(), 0, sizeof(SyncExpiry)));
   MOE_EP_CUDA_CHECK(cudaDeviceSynchronize());
   for (int round = 0; round < rounds; ++round) {
     for (int s = 0; s < num_streams; ++s) {
@@ -124,7 +133,7 @@ Stats measure_gated_sync_floor(int num_streams, int rounds, int kernels, int bar
       for (int k = 0; k < kernels; ++k) {  // as LL kernels launch (ll_launch.hpp)
         const std::uint64_t first_tag = (static_cast<std::uint64_t>(round) * kernels + k) * barriers + 1;
         runtime::launch_programmatic(true, sync_kernel, dim3(16), dim3(32), 0, streams[s].get(), flags.get(),
-                                     num_streams, s, first_tag, barriers, expired.get());
+                                     num_streams, s, first_tag, barriers, expiry.get());
       }
       spans.rank_end(s, round, streams[s].get());
     }
@@ -132,7 +141,11 @@ Stats measure_gated_sync_floor(int num_streams, int rounds, int kernels, int bar
     for (auto& stream : streams) MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
   }
   gate.check();
-  if (expired.download()[0] != 0) throw std::runtime_error("sync floor: a flag wait expired");
+  const SyncExpiry missed = expiry.download()[0];
+  if (missed.expired != 0) {
+    throw std::runtime_error("sync floor: stream " + std::to_string(missed.stream) + " waited over 1 s for stream " +
+                             std::to_string(missed.peer) + "'s flag " + std::to_string(missed.tag));
+  }
   return spans.stats(1);  // the first round warms up
 }
 
