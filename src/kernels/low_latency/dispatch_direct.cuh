@@ -312,14 +312,31 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
   }
 }
 
+// The order in which warps take local experts to lay out. With at most one token per
+// block, every warp with no item comes first (block by block), so the layout of a call
+// with few tokens does not wait behind its items (blocks before b hold
+// direct_tokens(b).first tokens, each keeping `busy` warps), then the warps with items,
+// spread over their blocks. Otherwise every block's last warp comes first (it has the
+// fewest items), then the one before it, and so on.
+__device__ __forceinline__ int direct_layout_rank(const LlDispatchSendParams& p, const DirectTokens& here, int warp) {
+  const int blocks = gridDim.x;
+  if (p.num_tokens > blocks) return (kLlWarps - 1 - warp) * blocks + blockIdx.x;
+  const int busy = min(direct_chunks(p.hidden), kLlWarps);
+  const int busy_here = (here.last - here.first) * busy;
+  const int busy_before = here.first * busy;
+  const int idle_before = static_cast<int>(blockIdx.x) * kLlWarps - busy_before;
+  if (warp >= busy_here) return idle_before + warp - busy_here;
+  return blocks * kLlWarps - p.num_tokens * busy + (busy - 1 - warp) * p.num_tokens + here.first;
+}
+
 // One warp, after its items: its share of the receive side of this rank, local experts
 // (each laid out by one warp: counts, layout_range, empty slots; this rank's counts are the
-// block's). The last warp of every block comes first (it has the fewest items), so the
-// layout overlaps other warps' writes.
-__device__ __forceinline__ void direct_layout(const LlDispatchRecvParams& r, unsigned arrived, const int* own_counts,
+// block's), in the order of direct_layout_rank (`tokens`: the block's).
+__device__ __forceinline__ void direct_layout(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
+                                              const DirectTokens& tokens, unsigned arrived, const int* own_counts,
                                               int warp, int lane) {
   const int num_local = r.num_experts / r.ctx.num_ranks;
-  for (int e = (kLlWarps - 1 - warp) * gridDim.x + blockIdx.x; e < num_local; e += gridDim.x * kLlWarps) {
+  for (int e = direct_layout_rank(p, tokens, warp); e < num_local; e += gridDim.x * kLlWarps) {
     mark_empty_slots(r, e, ll_experts_layout<false>(r, arrived, e, /*width=*/32, lane, own_counts), lane);
   }
 }
@@ -386,7 +403,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
       write_direct_chunk(p, r, outputs, it, row, lane < p.num_topk ? own[k] : -1, lane);
       if (has_next) memcpy(&row, &next, sizeof(row));
     }
-    direct_layout(r, arrivals.arrived, counts, warp, lane);
+    direct_layout(p, r, tokens, arrivals.arrived, counts, warp, lane);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceLaidOut);
   }
   if (threadIdx.x == 0) ll_stamp(ctx, kTraceItemsDone, true);

@@ -138,10 +138,13 @@ struct LlCombineRecvParams {
 static_assert(std::is_trivially_copyable_v<LlCombineRecvParams>);
 
 // Blocks a direct dispatch wants (dispatch_direct.cuh): one per token (its warps split the
-// token's chunks), or one per kLlWarps local experts (a warp lays out each), if more.
+// token's chunks), or, if more, one per kLlWarps local experts (a warp lays out each) plus
+// those the tokens' chunks keep busy, so no expert waits for a warp's items.
 inline int ll_direct_dispatch_blocks(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
   const int local_experts = r.num_experts / r.ctx.num_ranks;
-  return std::max({1, p.num_tokens, (local_experts + kLlWarps - 1) / kLlWarps});
+  const int chunks = (p.hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels;
+  const int busy_blocks = (p.num_tokens * chunks + kLlWarps - 1) / kLlWarps;
+  return std::max({1, p.num_tokens, (local_experts + kLlWarps - 1) / kLlWarps + busy_blocks});
 }
 
 // Which phases one launch runs: a call with a receive hook launches kSend, its hook
