@@ -222,7 +222,8 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   const int send_blocks = copies ? m.ll_blocks(s.num_local_experts() * s.slots_per_expert()) : 1;
   // One block per item (token, channel range), at most the rank's block share; a block with
   // no item still joins the barriers.
-  const std::int64_t parts = (s.hidden + kernels::kLlCombineItemChannels - 1) / kernels::kLlCombineItemChannels;
+  recv.item_channels = kernels::ll_combine_item_channels(s.num_tokens, s.hidden, m.ll_block_share());
+  const std::int64_t parts = (s.hidden + recv.item_channels - 1) / recv.item_channels;
   const std::int64_t items = s.num_tokens * parts;
   const int recv_blocks = m.ll_blocks(items * kernels::kLlWarps);
   if (!a.return_recv_hook) {

@@ -95,11 +95,11 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
   if (lane == 0) batch.count[j] = __popc(valid);
 }
 
-// Channels [c + 2048 u, + 8) for u < kLlCombineColumns (those below hidden) of the weighted
+// Channels [c + 2048 u, + 8) for u < kLlCombineColumns (those below `end`) of the weighted
 // sum, BF16 rows: the loads of up to 8 rows of every column are issued before the first
 // use, so one thread keeps 16 in flight.
 __device__ __forceinline__ void sum_bf16(const std::uint8_t* const* rows, const float* weights, int count, int c,
-                                         int hidden, float (&acc)[kLlCombineColumns][8]) {
+                                         int end, float (&acc)[kLlCombineColumns][8]) {
   constexpr int kGroup = 8;
   constexpr int kStride = kLlThreads * 8;
   for (int k0 = 0; k0 < count; k0 += kGroup) {
@@ -108,7 +108,7 @@ __device__ __forceinline__ void sum_bf16(const std::uint8_t* const* rows, const 
     for (int u = 0; u < kLlCombineColumns; ++u) {
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
-        if (k0 + g < count && c + u * kStride < hidden) {
+        if (k0 + g < count && c + u * kStride < end) {
           raw[u][g] = *reinterpret_cast<const int4*>(rows[k0 + g] + 2 * (c + u * kStride));
         }
       }
@@ -117,7 +117,7 @@ __device__ __forceinline__ void sum_bf16(const std::uint8_t* const* rows, const 
     for (int u = 0; u < kLlCombineColumns; ++u) {
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
-        if (k0 + g < count && c + u * kStride < hidden) device::accumulate_bf16x8(acc[u], raw[u][g], weights[k0 + g]);
+        if (k0 + g < count && c + u * kStride < end) device::accumulate_bf16x8(acc[u], raw[u][g], weights[k0 + g]);
       }
     }
   }
@@ -138,15 +138,16 @@ __device__ __forceinline__ void sum_logfmt(const std::uint8_t* const* rows, cons
   }
 }
 
-// Whole block: item (token t, channels [base, base + kLlCombineItemChannels)) of batch entry j.
+// Whole block: item (token t, channels [base, base + p.item_channels)) of batch entry j.
 __device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const CombineBatch& batch, int j, int t,
                                          int base, bool logfmt) {
   std::uint16_t* out = p.out + static_cast<std::int64_t>(t) * p.hidden;
+  const int end = min(base + p.item_channels, p.hidden);
   const int c = base + threadIdx.x * 8;
   if (logfmt) {
     for (int u = 0; u < kLlCombineColumns; ++u) {
       const int cu = c + u * kLlThreads * 8;
-      if (cu >= p.hidden) break;
+      if (cu >= end) break;
       float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
       sum_logfmt(batch.rows[j], batch.weights[j], batch.count[j], cu, p.hidden, acc);
       *reinterpret_cast<int4*>(out + cu) = device::pack_bf16x8(acc);
@@ -154,11 +155,11 @@ __device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const Com
     return;
   }
   float acc[kLlCombineColumns][8] = {};
-  sum_bf16(batch.rows[j], batch.weights[j], batch.count[j], c, p.hidden, acc);
+  sum_bf16(batch.rows[j], batch.weights[j], batch.count[j], c, end, acc);
 #pragma unroll
   for (int u = 0; u < kLlCombineColumns; ++u) {
     const int cu = c + u * kLlThreads * 8;
-    if (cu < p.hidden) *reinterpret_cast<int4*>(out + cu) = device::pack_bf16x8(acc[u]);
+    if (cu < end) *reinterpret_cast<int4*>(out + cu) = device::pack_bf16x8(acc[u]);
   }
 }
 
@@ -171,7 +172,7 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
   __shared__ CombineBatch batch;
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = solo ? 0 : ll_op_epoch(ctx);  // solo: moved on at entry, never read
-  const int parts = (p.hidden + kLlCombineItemChannels - 1) / kLlCombineItemChannels;
+  const int parts = (p.hidden + p.item_channels - 1) / p.item_channels;
   const int num_items = p.num_tokens * parts;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   constexpr int kItemsPerWarp = kLlCombineBatch / kLlWarps;
@@ -216,7 +217,7 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
       for (int j = 0; j < kLlCombineBatch; ++j) {
         const int item = first + j * gridDim.x;
         if (item >= num_items) break;
-        sum_item(p, batch, j, item / parts, (item % parts) * kLlCombineItemChannels, logfmt);
+        sum_item(p, batch, j, item / parts, (item % parts) * p.item_channels, logfmt);
       }
       __syncthreads();
     }

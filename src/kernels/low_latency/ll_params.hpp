@@ -33,6 +33,12 @@ inline constexpr int kLlDirectChunkChannels = 1024;
 // each thread keeps 2 x 8 rows of loads in flight.
 inline constexpr int kLlCombineColumns = 2;
 inline constexpr int kLlCombineItemChannels = kLlThreads * 8 * kLlCombineColumns;
+// A combine's item size (LlCombineRecvParams::item_channels): half an item when even the
+// halves fit `blocks` (one block each).
+inline int ll_combine_item_channels(std::int64_t num_tokens, std::int64_t hidden, std::int64_t blocks) {
+  constexpr int kHalf = kLlCombineItemChannels / 2;
+  return num_tokens * ((hidden + kHalf - 1) / kHalf) <= blocks ? kHalf : kLlCombineItemChannels;
+}
 
 struct LlContext {
   std::array<std::uint8_t*, kMaxNvlRanks> peer_bases;  // LL region of every rank (own included)
@@ -134,6 +140,9 @@ struct LlCombineRecvParams {
   bool own_rows_ready;
   std::uint16_t* out;              // [num_tokens, hidden] bf16
   std::int64_t* wait_stats;        // [num_ranks] or null
+  // Channels of a work item: kLlCombineItemChannels, or half of it for calls with so few
+  // tokens that their items leave blocks idle (each thread then sums one column).
+  int item_channels;
 };
 static_assert(std::is_trivially_copyable_v<LlCombineRecvParams>);
 
