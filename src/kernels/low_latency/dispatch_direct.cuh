@@ -215,11 +215,8 @@ __device__ __forceinline__ std::uint32_t chunk_scale_word(bool ue8m0, int num_gr
 struct DirectItem {
   int t, begin, end;
 };
-__device__ __forceinline__ int direct_chunks(int hidden) {
-  return (hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels;
-}
 __device__ __forceinline__ DirectItem direct_item(const LlDispatchSendParams& p, const DirectTokens& tokens, int item) {
-  const int chunks = direct_chunks(p.hidden);
+  const int chunks = ll_direct_chunks(p.hidden);
   const int begin = (item % chunks) * kLlDirectChunkChannels;
   return {tokens.first + item / chunks, begin, min(begin + kLlDirectChunkChannels, p.hidden)};
 }
@@ -321,7 +318,7 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
 __device__ __forceinline__ int direct_layout_rank(const LlDispatchSendParams& p, const DirectTokens& here, int warp) {
   const int blocks = gridDim.x;
   if (p.num_tokens > blocks) return (kLlWarps - 1 - warp) * blocks + blockIdx.x;
-  const int busy = min(direct_chunks(p.hidden), kLlWarps);
+  const int busy = min(ll_direct_chunks(p.hidden), kLlWarps);
   const int busy_here = (here.last - here.first) * busy;
   const int busy_before = here.first * busy;
   const int idle_before = static_cast<int>(blockIdx.x) * kLlWarps - busy_before;
@@ -354,7 +351,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   const std::uint64_t epoch = solo ? 0 : ll_op_epoch(ctx);  // solo: moved on at entry, never read
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const DirectTokens tokens = direct_tokens(p.num_tokens);
-  const int num_items = (tokens.last - tokens.first) * direct_chunks(p.hidden);
+  const int num_items = (tokens.last - tokens.first) * ll_direct_chunks(p.hidden);
   const int num_entries = (tokens.last - tokens.first) * p.num_topk;
   int* before = shared;                    // [num_experts]
   int* counts = shared + p.num_experts;    // [num_experts]: from the block's first entry on, then this rank's counts

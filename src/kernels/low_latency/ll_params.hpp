@@ -29,6 +29,8 @@ inline constexpr int kLlMinBlocksPerSm = 2;
 inline constexpr int kLlReservedSms = 4;
 // Channels of a token one warp moves per work item of the direct dispatch.
 inline constexpr int kLlDirectChunkChannels = 1024;
+// A token's chunks of kLlDirectChunkChannels (its work items in a direct dispatch).
+constexpr int ll_direct_chunks(int hidden) { return (hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels; }
 // Channels of a token one block sums per combine item: two int4 columns per thread, so
 // each thread keeps 2 x 8 rows of loads in flight.
 inline constexpr int kLlCombineColumns = 2;
@@ -151,8 +153,7 @@ static_assert(std::is_trivially_copyable_v<LlCombineRecvParams>);
 // those the tokens' chunks keep busy, so no expert waits for a warp's items.
 inline int ll_direct_dispatch_blocks(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
   const int local_experts = r.num_experts / r.ctx.num_ranks;
-  const int chunks = (p.hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels;
-  const int busy_blocks = (p.num_tokens * chunks + kLlWarps - 1) / kLlWarps;
+  const int busy_blocks = (p.num_tokens * ll_direct_chunks(p.hidden) + kLlWarps - 1) / kLlWarps;
   return std::max({1, p.num_tokens, (local_experts + kLlWarps - 1) / kLlWarps + busy_blocks});
 }
 
