@@ -32,6 +32,10 @@ struct LowLatencyHandle {
   TensorView combine_slots;  // [max_tokens, num_topk] int32: for this rank's token t and slot k,
                              // its index among the rows this rank sent to that expert (the
                              // owner's row is begin (from its layout_range) + this), -1 for holes
+  // combine_slots hold the owner's row itself (begin included): set by a dispatch that wrote
+  // into the owners' outputs (every rank in this process on this GPU), so combine needs no
+  // owner's layout_range.
+  bool absolute_slots = false;
   int num_max_dispatch_tokens_per_rank = 0;
   int hidden = 0;
   int num_experts = 0;

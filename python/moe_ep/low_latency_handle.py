@@ -1,8 +1,9 @@
 """The handle of a low-latency dispatch: deep_ep's 5-tuple (src_info, layout_range,
 num_max_dispatch_tokens_per_rank, hidden, num_experts), as a tuple subclass that also
 carries what moe_ep's combine needs: combine_slots ([T, num_topk] int32, where each of
-this rank's (token, k) landed on the expert's owner), num_topk, num_tokens and the id and
-generation of the buffer that made it. A plain tuple rebuilt from the same src_info tensor
+this rank's (token, k) landed on the expert's owner), num_topk, num_tokens, the id and
+generation of the buffer that made it and whether its slots are absolute (see
+moe_ep/low_latency.hpp). A plain tuple rebuilt from the same src_info tensor
 is accepted too (engines that unpack and repack the handle)."""
 import weakref
 
@@ -73,7 +74,7 @@ def unpack(handle, what):
     src = handle._native
     native = _C.LowLatencyHandle()
     for name in ("num_max_dispatch_tokens_per_rank", "hidden", "num_experts", "num_topk", "num_tokens",
-                 "buffer_id", "buffer_generation"):
+                 "buffer_id", "buffer_generation", "absolute_slots"):
         setattr(native, name, getattr(src, name))
     native.src_info = view(handle[0], f"{what}: handle[0] (src_info)")
     native.layout_range = view(handle[1], f"{what}: handle[1] (layout_range)")

@@ -15,6 +15,7 @@ void bind_low_latency_args(nb::module_& m) {
       .def_rw("src_info", &LowLatencyHandle::src_info)            // [E, N] int32
       .def_rw("layout_range", &LowLatencyHandle::layout_range)    // [E, num_ranks] int64
       .def_rw("combine_slots", &LowLatencyHandle::combine_slots)  // [T, num_topk] int32
+      .def_rw("absolute_slots", &LowLatencyHandle::absolute_slots)
       .def_rw("num_max_dispatch_tokens_per_rank", &LowLatencyHandle::num_max_dispatch_tokens_per_rank)
       .def_rw("hidden", &LowLatencyHandle::hidden)
       .def_rw("num_experts", &LowLatencyHandle::num_experts)

@@ -75,6 +75,11 @@ __device__ __forceinline__ void wait_prior_grid() {
 #endif
 }
 
+// The first `warps` warps of the block meet (named barrier 1; __syncthreads is barrier 0).
+__device__ __forceinline__ void sync_first_warps(int warps) {
+  asm volatile("bar.sync 1, %0;" ::"r"(warps * 32) : "memory");
+}
+
 __device__ __forceinline__ void sleep_until(std::uint64_t deadline_ns) {
   while (global_timer_ns() < deadline_ns) __nanosleep(1000);
 }

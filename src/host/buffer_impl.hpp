@@ -139,6 +139,9 @@ struct Buffer::Impl {
   int ll_sm_share() const;  // SMs one rank's LL kernel may use (ranks sharing the device split them)
   // Blocks one rank's LL kernel may launch, all resident together (see its definition).
   int ll_block_share() const;
+  // Each LL block signals its own `done` (kernels::LlContext::block_done): every rank on
+  // this device, no shrink, and the blocks of all ranks fit protocol::kLlDoneSlots.
+  bool ll_block_done() const;
 };
 
 }  // namespace moe_ep

@@ -24,6 +24,15 @@ protocol::LlPublished published_shape(const host::LowLatencyShape& s, protocol::
   return p;
 }
 
+// Whether each block of the launch that signals `done` signals its own (`blocks` of them,
+// published so that peers wait for each), into both phases' contexts.
+void set_block_done(kernels::LlContext& send, kernels::LlContext& recv, bool block_done, int blocks) {
+  for (kernels::LlContext* ctx : {&send, &recv}) {
+    ctx->block_done = block_done;
+    ctx->shape.done_blocks = block_done ? blocks : 0;
+  }
+}
+
 // The stream a call launches on: the caller's, or the comm stream (after the caller's
 // work) with async_finish.
 cudaStream_t launch_stream(Buffer::Impl& m, const StreamOptions& s) {
@@ -94,7 +103,7 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   // receivers pull: FP8 is cast once into the half; BF16 is read in place by peers of this
   // process (RDMA peers get pushes from the half).
   const bool direct = m.group->shares_address_space() && m.ranks_on_device == m.num_ranks && mirrors.count == 0 &&
-                      !m.options.enable_shrink && !a.return_recv_hook;
+                      !m.options.enable_shrink && !a.return_recv_hook && (m.num_ranks == 1 || m.ll_block_done());
   const bool stage = !direct && (a.use_fp8 || !m.group->shares_address_space() || mirrors.count > 0);
   const protocol::LlFormat format = !a.use_fp8        ? protocol::LlFormat::kBf16
                                     : a.use_ue8m0   ? protocol::LlFormat::kFp8Ue8m0
@@ -107,6 +116,7 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   ctx.shape.row_stride = !stage ? a.x.stride(0) * 2 : a.use_fp8 ? protocol::ll_fp8_row_bytes(s.hidden) : 2 * s.hidden;
   ctx.direct_dispatch = direct;
   ctx.shape.direct = direct ? 1 : 0;
+  handle.absolute_slots = direct;  // a direct dispatch places every entry itself
   ctx.shape.recv_x = static_cast<std::uint8_t*>(out.recv_x.data);
   ctx.shape.recv_scales = out.recv_x_scales.data;
   ctx.shape.src_info = handle.src_info.ptr<std::int32_t>();
@@ -147,6 +157,7 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   const int recv_blocks = m.ll_block_share();
   if (direct) {
     const int blocks = std::min(m.ll_block_share(), kernels::ll_direct_dispatch_blocks(send, recv));
+    set_block_done(send.ctx, recv.ctx, m.num_ranks > 1, blocks);
     kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kBoth, blocks, stream);
     return finish_call(m, parity, false, a.stream, stream, nullptr, op);
   }
@@ -191,6 +202,9 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   ctx.shape.owner_base = m.ll->bases()[m.rank];
   ctx.shape.rows = staged ? half_rows : static_cast<const std::uint8_t*>(a.x.data);
   ctx.shape.row_stride = a.use_logfmt ? protocol::ll_logfmt_row_bytes(s.hidden) : 2 * s.hidden;
+  // Whether the handle's slots are absolute: every rank must agree (checked with the shape),
+  // as owners then publish no plan.
+  ctx.shape.direct = handle.absolute_slots ? 1 : 0;
 
   kernels::LlCombineSendParams send{};
   send.ctx = ctx;
@@ -200,6 +214,7 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   send.stage_rows = staged && !a.use_logfmt && !a.zero_copy;
   send.logfmt = a.use_logfmt;
   send.layout_range = handle.layout_range.ptr<const std::int64_t>();
+  send.absolute_slots = handle.absolute_slots;
 
   kernels::LlCombineRecvParams recv{};
   recv.ctx = ctx;
@@ -212,6 +227,7 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   recv.topk_idx_int32 = a.topk_idx.dtype == DType::kInt32;
   recv.topk_weights = a.topk_weights.ptr<const float>();
   recv.combine_slots = handle.combine_slots.ptr<const int>();
+  recv.absolute_slots = handle.absolute_slots;
   recv.layout_range = handle.layout_range.ptr<const std::int64_t>();
   recv.own_rows_ready = !send.stage_rows && !send.logfmt;
   recv.out = a.out.ptr<std::uint16_t>();
@@ -226,6 +242,7 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   const std::int64_t parts = (s.hidden + recv.item_channels - 1) / recv.item_channels;
   const std::int64_t items = s.num_tokens * parts;
   const int recv_blocks = m.ll_blocks(items * kernels::kLlWarps);
+  const bool block_done = m.ll_block_done();
   if (!a.return_recv_hook) {
     // Alone with its rows in place (one launch, see ll_combine_kernel), it waits for nobody,
     // so its blocks need not all be resident at once: two per SM, an item each, keep twice
@@ -234,9 +251,11 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
     const int blocks = solo ? static_cast<int>(std::clamp<std::int64_t>(
                                   items, 1, std::int64_t{kernels::kLlMinBlocksPerSm} * m.num_device_sms))
                             : std::max(send_blocks, recv_blocks);
+    set_block_done(send.ctx, recv.ctx, block_done, blocks);
     kernels::launch_ll_combine(send, recv, kernels::LlPhases::kBoth, blocks, stream);
     return finish_call(m, parity, false, a.stream, stream, nullptr, op);
   }
+  set_block_done(send.ctx, recv.ctx, block_done, recv_blocks);  // the receive launch signals `done`
   kernels::launch_ll_combine(send, recv, kernels::LlPhases::kSend, send_blocks, stream);
   return finish_call(m, parity, true, a.stream, stream,
                      [send, recv, recv_blocks, stream] {

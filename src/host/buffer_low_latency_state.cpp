@@ -161,6 +161,11 @@ int Buffer::Impl::ll_block_share() const {
   return ll_sm_share();
 }
 
+bool Buffer::Impl::ll_block_done() const {
+  return num_ranks > 1 && ranks_on_device == num_ranks && !options.enable_shrink &&
+         ll_block_share() <= protocol::kLlDoneSlots / num_ranks;
+}
+
 int Buffer::Impl::ll_sm_share() const {
   return std::max(1, (num_device_sms - kernels::kLlReservedSms) / ranks_on_device);
 }

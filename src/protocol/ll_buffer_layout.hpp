@@ -31,7 +31,8 @@ struct LlPublished {
   std::int32_t num_topk;
   std::int32_t num_experts;
   std::int32_t max_tokens;
-  std::int32_t direct;        // dispatch: 1 direct (every rank must agree), 0 pulled
+  std::int32_t direct;        // 1: dispatch direct / combine of its handle (every rank must agree)
+  std::int32_t done_blocks;   // blocks of the launch that signals `done` (LlContext::block_done)
   // Direct dispatch (every rank in this process on this GPU): the receiver's outputs,
   // which senders write into (recv_x [E_local, N, hidden], its scales, src_info).
   std::uint8_t* recv_x;
@@ -39,6 +40,11 @@ struct LlPublished {
   std::int32_t* src_info;
 };
 static_assert(std::is_trivially_copyable_v<LlPublished>);
+
+// Per-block `done` flags (LlContext::block_done): peer s's block b signals slot
+// s * (kLlDoneSlots / num_ranks) + b; every rank on one GPU, so the blocks of all ranks
+// together are at most its SMs.
+inline constexpr int kLlDoneSlots = 256;
 
 struct alignas(128) LlHeader {
   std::uint64_t ready[kMaxNvlRanks];  // peer s: its rows, counts and metadata are published (tag)
@@ -51,6 +57,7 @@ struct alignas(128) LlHeader {
   // peer whose wait expires names whether this rank's kernel had started.
   std::uint64_t entered;
   std::uint64_t entered_ns;
+  std::uint64_t done_blocks[kLlDoneSlots];  // tags, as `done`, one per block of every peer
 };
 static_assert(std::is_trivially_copyable_v<LlHeader>);
 

@@ -31,7 +31,7 @@ struct CombineBatch {
 struct HomeEntry {
   int owner;           // rank of the expert, or -1
   int local;           // the expert's index there
-  int rank_in_expert;  // the entry's rank among this rank's rows for the expert
+  int rank_in_expert;  // the entry's rank among this rank's rows for the expert (absolute_slots: its slot)
   float weight;
 };
 __device__ __forceinline__ HomeEntry load_home_entry(const LlCombineRecvParams& p, int t, int lane) {
@@ -59,7 +59,19 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
   const LlContext& ctx = p.ctx;
   const std::uint8_t* row = nullptr;
   const std::int64_t slots = static_cast<std::int64_t>(ctx.num_ranks) * p.max_tokens;
-  if (h.owner == ctx.rank && p.own_rows_ready) {
+  if (p.absolute_slots) {
+    // The slot is the handle's (every rank on this GPU, in place, no plan): the owner's
+    // published rows alone. A slot past the expert's last was never placed (-1).
+    if (h.owner >= 0 && h.rank_in_expert >= 0 && h.rank_in_expert < slots && (arrived & (1u << h.owner))) {
+      const std::int64_t at = h.local * slots + h.rank_in_expert;
+      if (h.owner == ctx.rank && p.own_rows_ready) {
+        row = ctx.shape.rows + at * ctx.shape.row_stride;
+      } else {
+        const protocol::LlPublished& pub = ll_source_published<kRdma>(ctx, h.owner);
+        row = ll_rebase(ctx, h.owner, pub, pub.rows) + at * pub.row_stride;
+      }
+    }
+  } else if (h.owner == ctx.rank && p.own_rows_ready) {
     // Our own rows: our layout and x, from the call (our `ready` is not awaited). Alone,
     // our rows of an expert are its first. A slot past the expert's last means the
     // dispatch overflowed (its error is recorded; this combine's result is void): it is
@@ -71,20 +83,25 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
       row = ctx.shape.rows + (h.local * slots + slot) * ctx.shape.row_stride;
     }
   } else if (h.owner >= 0 && h.rank_in_expert >= 0 && (arrived & (1u << h.owner))) {
+    // The owner's range and its published rows load together (one round trip): the row
+    // is computed from both and kept only if the range holds the entry.
     const std::uint8_t* half = ll_source_half<kRdma>(ctx, h.owner);
     const std::int64_t range =
         reinterpret_cast<const std::int64_t*>(half + ctx.layout.plan_offset)[h.local * ctx.num_ranks + ctx.rank];
-    if (h.rank_in_expert < (range >> 32)) {  // else the owner did not receive it (it masked us)
-      const protocol::LlPublished& pub = ll_source_published<kRdma>(ctx, h.owner);
-      if (ll_rdma_peer<kRdma>(ctx, h.owner)) {
-        // The owner pushed our rows into its mirror slot, by (local expert, rank).
-        row = half + ctx.layout.rows_offset +
-              (static_cast<std::int64_t>(h.local) * p.max_tokens + h.rank_in_expert) * pub.row_stride;
-      } else if ((range & 0xffffffff) + h.rank_in_expert < slots) {  // else as above
-        const std::int64_t slot = h.local * slots + (range & 0xffffffff) + h.rank_in_expert;
-        row = ll_rebase(ctx, h.owner, pub, pub.rows) + slot * pub.row_stride;
-      }
+    const protocol::LlPublished& pub = ll_source_published<kRdma>(ctx, h.owner);
+    const std::int64_t row_stride = pub.row_stride;
+    const std::uint8_t* candidate;
+    bool in_range = h.rank_in_expert < (range >> 32);  // else the owner did not receive it (it masked us)
+    if (ll_rdma_peer<kRdma>(ctx, h.owner)) {
+      // The owner pushed our rows into its mirror slot, by (local expert, rank).
+      candidate = half + ctx.layout.rows_offset +
+                  (static_cast<std::int64_t>(h.local) * p.max_tokens + h.rank_in_expert) * row_stride;
+    } else {
+      in_range = in_range && (range & 0xffffffff) + h.rank_in_expert < slots;  // else as above
+      const std::int64_t slot = h.local * slots + (range & 0xffffffff) + h.rank_in_expert;
+      candidate = ll_rebase(ctx, h.owner, pub, pub.rows) + slot * row_stride;
     }
+    if (in_range) row = candidate;
   }
   const unsigned valid = __ballot_sync(0xffffffffu, row != nullptr);
   if (row != nullptr) {
@@ -191,6 +208,8 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
   // The shape check's loads and the first batch's rows are in flight together; rows found
   // with a mismatched shape are never read.
   const LlShapeFields shapes = ll_load_peer_shape<kRdma>(ctx, arrivals.arrived);
+  __shared__ int peer_blocks[kMaxNvlRanks];  // with ctx.block_done, for the done barrier
+  if (blockIdx.x == 0) ll_load_peer_blocks(ctx, arrivals.arrived, peer_blocks);
   bool failed = arrivals.failed;
   bool checked = solo;  // block-uniform, like failed (alone: no peer shape to check)
   if (!failed) {
@@ -224,7 +243,7 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
   }
   if (!failed && !checked) failed = !ll_check_peer_shape(ctx, shapes, kLlCombineRecvPhase);  // a block with no item
   if (failed && threadIdx.x == 0) ctx.state->abort = 1;
-  if (!solo) ll_done_barrier<kRdma>(ctx, epoch, failed, kLlCombineRecvPhase);
+  if (!solo) ll_done_barrier<kRdma>(ctx, epoch, failed, kLlCombineRecvPhase, peer_blocks);
 }
 
 }  // namespace moe_ep::kernels

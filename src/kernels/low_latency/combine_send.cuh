@@ -95,23 +95,29 @@ __device__ __forceinline__ void ll_combine_send_phase(const LlCombineSendParams&
   const std::uint64_t epoch = ll_op_epoch(ctx);
   std::uint8_t* half = ll_half(ctx, ctx.rank);
   const unsigned rdma = kRdma ? ll_rdma_peers(ctx) : 0u;
+  const bool copy = p.stage_rows || p.logfmt;
+  const bool in_place = !copy && rdma == 0;  // block 0's plan is the whole send phase
   if (blockIdx.x == 0) {
-    const int entries = ctx.shape.num_experts;  // E_local * num_ranks
+    // The plan: each home's rows per expert, unless the homes' slots are absolute.
+    const int entries = p.absolute_slots ? 0 : ctx.shape.num_experts;  // E_local * num_ranks
     std::int64_t* plan = reinterpret_cast<std::int64_t*>(half + ctx.layout.plan_offset);
-    for (int i = threadIdx.x; i < entries; i += blockDim.x) plan[i] = p.layout_range[i];
+    const int i0 = threadIdx.x;
+    const std::int64_t first = i0 < entries ? p.layout_range[i0] : 0;
+    if (in_place && i0 == blockDim.x - 1) ll_write_published(ctx);  // while the plan loads
+    if (i0 < entries) plan[i0] = first;
+    for (int i = i0 + blockDim.x; i < entries; i += blockDim.x) plan[i] = p.layout_range[i];
     if (kRdma && rdma != 0) {
       __syncthreads();
       push_plan(p, rdma);
     }
   }
-  const bool copy = p.stage_rows || p.logfmt;
-  if (copy || rdma != 0) {
+  if (!in_place) {
     stage_expert_rows<kRdma>(p, half, copy, rdma);
     ll_finish_send<kRdma>(ctx, epoch);
   } else if (blockIdx.x == 0) {
     // Peers read x in place: block 0's plan is the whole send phase, no ticket needed.
     __syncthreads();
-    if (threadIdx.x < 32) ll_publish_ready<kRdma>(ctx, epoch);
+    if (threadIdx.x < 32) ll_publish_ready<kRdma>(ctx, epoch, /*written=*/true);
   }
 }
 

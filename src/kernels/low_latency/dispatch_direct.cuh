@@ -14,10 +14,11 @@
 //      the token names (FP8 scales of a large sender at 8+ ranks: as a row into each
 //      receiver's half instead, staged_scales.cuh); then a warp per local expert lays out
 //      the receive side (counts, layout_range, empty slots);
-//   3. with peers, the last block signals `done` (my tokens are in your outputs) and waits
-//      for every peer's; when a source staged its scales, so does every block with experts
-//      to lay them out for, which it then does. A rank alone ends with the kernel (see
-//      ll_mark_entered).
+//   3. with peers, each block signals its own `done` (my tokens are in your outputs) once
+//      its warps with items are through, before its layout, and block 0 waits for every
+//      block of every peer (ll_wait_block_done); when a source staged its scales, so does
+//      every block with experts to lay them out for, which it then does. A rank alone ends
+//      with the kernel (see ll_mark_entered).
 // The slots are those the pulling receive picks (source rank, then token order), so
 // combine and the handle are unchanged. Not with a receive hook (a send phase alone must
 // not wait for peers) nor with shrink (every rank must agree on which sources take part;
@@ -52,11 +53,12 @@ __device__ __forceinline__ DirectTokens direct_tokens(int num_tokens) {
 
 // Whole block, over every entry: before[e] = the entries before `first` naming expert e,
 // after[e] those from `first` on; own[i - first] = the expert of entry i in [first, last)
-// (-1: none or a bad id). Block 0 records bad ids (the op fails). issued() runs once the
-// first ids are requested (its loads queue behind them).
+// (-1: none or a bad id). Block 0 records bad ids (the op fails) and returns whether it
+// found any. issued() runs once the first ids are requested (its loads queue behind them).
 template <typename Issued>
-__device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p, int first, int last, int* before,
+__device__ __forceinline__ bool load_block_entries(const LlDispatchSendParams& p, int first, int last, int* before,
                                                    int* after, int* own, Issued issued) {
+  __shared__ bool bad_ids;
   const LlContext& ctx = p.ctx;
   const int num_entries = p.num_tokens * p.num_topk;
   constexpr int kBatch = 8;  // loads in flight per thread before any shared-memory update
@@ -72,6 +74,7 @@ __device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p
   load_batch(threadIdx.x);
   issued();
   for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) before[e] = after[e] = 0;
+  if (threadIdx.x == 0) bad_ids = false;
   __syncthreads();
   for (int i0 = threadIdx.x; i0 < num_entries; i0 += kBatch * blockDim.x) {
     if (i0 != static_cast<int>(threadIdx.x)) load_batch(i0);
@@ -86,6 +89,7 @@ __device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p
                                protocol::Phase::kLowLatencyDispatchSend, -1, i / p.num_topk, i % p.num_topk, e,
                                p.num_experts);
           ctx.state->abort = 1;
+          bad_ids = true;
         }
         e = -1;
       }
@@ -94,6 +98,7 @@ __device__ __forceinline__ void load_block_entries(const LlDispatchSendParams& p
     }
   }
   __syncthreads();
+  return bad_ids;
 }
 
 // Whole block, after load_block_entries: after[e] becomes this rank's count per expert
@@ -104,15 +109,15 @@ __device__ __forceinline__ void total_counts(const LlDispatchSendParams& p, cons
 }
 
 // Whole block: ranks the block's entries after the counts before them (warp 0 walks them
-// in order); own[i] becomes (expert << 16) | rank, the rank is the handle's combine slot.
-// Alone (`slots`: an expert's, else 0), own[i] becomes the entry's destination right away
-// (see place_block_entries: no rank comes before this one).
+// in order); own[i] becomes (expert << 16) | rank. Alone (`slots`: an expert's, else 0),
+// own[i] becomes the entry's destination right away, and the rank is its slot (no rank
+// comes before this one): the handle's combine slot (with peers, place_block_entries).
 __device__ __forceinline__ void rank_block_entries(const LlDispatchSendParams& p, int first, int count, int* before,
                                                    int* own, int slots) {
   if (threadIdx.x < 32) {
     walk_entries(own, 0, count, before, threadIdx.x, [&](int i, int rank) {
-      p.combine_slots[first + i] = rank;
       if (slots > 0) {
+        p.combine_slots[first + i] = rank;
         own[i] = rank >= 0 && rank < slots ? own[i] * slots + rank : -1;
       } else {
         own[i] = rank >= 0 ? (own[i] << 16) | rank : -1;
@@ -124,14 +129,23 @@ __device__ __forceinline__ void rank_block_entries(const LlDispatchSendParams& p
 
 // Whole block, after every peer's `ready`: own[i] becomes the entry's destination,
 // (owner << 28) | row there (e_local * N + slot), or -1. The slot is the entries the
-// ranks before this one send to the expert (they come first in its layout) plus the rank.
+// ranks before this one send to the expert (they come first in its layout) plus the rank;
+// it is the handle's combine slot of entry first + i (absolute_slots).
 // Also every arrived receiver's outputs (this rank's own from the call). It runs before the
 // peers' shapes are checked: with a mismatch its results go unused.
 __device__ __forceinline__ void place_block_entries(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
-                                                    unsigned arrived, int count, int* own, DirectOutputs* outputs) {
+                                                    unsigned arrived, int first_entry, int count, int* own,
+                                                    DirectOutputs* outputs) {
   const LlContext& ctx = p.ctx;
   const int num_local = p.num_experts / ctx.num_ranks;
   const int slots = ctx.num_ranks * r.max_tokens;
+  // The receivers' outputs load first, in flight with the counts (one round trip).
+  const int q = threadIdx.x;
+  DirectOutputs receiver{r.recv_x, r.recv_scales, r.src_info};
+  if (q < ctx.num_ranks && q != ctx.rank && (arrived & (1u << q))) {
+    const protocol::LlPublished& pub = ll_header(ctx, q)->published;
+    receiver = {pub.recv_x, pub.recv_scales, pub.src_info};
+  }
   for (int i = threadIdx.x; i < count; i += blockDim.x) {
     const int entry = own[i];
     const int e = entry >> 16, owner = e / num_local;
@@ -146,29 +160,21 @@ __device__ __forceinline__ void place_block_entries(const LlDispatchSendParams& 
     // A slot past the expert's last: the receiver reports the overflow (kCapacity).
     const bool placed = entry >= 0 && (arrived & (1u << owner)) && slot < slots;
     own[i] = placed ? (owner << 28) | ((e - owner * num_local) * slots + slot) : -1;
+    p.combine_slots[first_entry + i] = placed ? slot : -1;
   }
-  const int q = threadIdx.x;
-  if (q < ctx.num_ranks && (arrived & (1u << q))) {
-    if (q == ctx.rank) {
-      outputs[q] = {r.recv_x, r.recv_scales, r.src_info};
-    } else {
-      const protocol::LlPublished& pub = ll_header(ctx, q)->published;
-      outputs[q] = {pub.recv_x, pub.recv_scales, pub.src_info};
-    }
-  }
+  if (q < ctx.num_ranks && (arrived & (1u << q))) outputs[q] = receiver;
   __syncthreads();
 }
 
 // Block 0 (with peers), once it holds this rank's counts and before it ranks its own
-// entries: this rank's count per expert into its half, its outputs published, `ready` to
-// every peer.
+// entries: this rank's count per expert into its half (its shape and outputs are
+// published already), `ready` to every peer.
 __device__ __forceinline__ void publish_counts(const LlDispatchSendParams& p, const int* counters, std::uint64_t epoch) {
   const LlContext& ctx = p.ctx;
   std::int32_t* counts_out = reinterpret_cast<std::int32_t*>(ll_half(ctx, ctx.rank) + ctx.layout.expert_counts_offset);
   for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counts_out[e] = counters[e];
   __syncthreads();
-  if (threadIdx.x == 0) {
-    ll_header(ctx, ctx.rank)->published = ctx.shape;
+  if (threadIdx.x == 0) {  // the shape is published (ll_direct_dispatch)
     ll_signal_peers<false>(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
     ll_stamp(ctx, kTraceReadySignalled);
   }
@@ -340,8 +346,8 @@ __device__ __forceinline__ void direct_layout(const LlDispatchSendParams& p, con
 
 // The whole op in one launch (every block): ranks the block's entries and counts every
 // entry; block 0 publishes the counts (with peers); waits for every peer's `ready`, writes
-// its tokens into the receivers, lays out its share of the receive side; with peers, the
-// last block signals `done` to every peer and waits for theirs. Needs
+// its tokens into the receivers, lays out its share of the receive side; with peers, each
+// block signals its `done` to every peer and block 0 waits for theirs. Needs
 // ll_dispatch_send_shared_bytes of dynamic shared memory.
 __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
   extern __shared__ int shared[];
@@ -364,8 +370,11 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
     if (warp < num_items) load_direct_row(p, direct_item(p, tokens, warp), lane, row);
   };
   if (solo) load_first_row();
-  load_block_entries(p, tokens.first * p.num_topk, tokens.last * p.num_topk, before, counts, own, [&] {
+  const bool bad_ids = load_block_entries(p, tokens.first * p.num_topk, tokens.last * p.num_topk, before, counts, own, [&] {
     if (!solo) load_first_row();
+    // With peers, block 0's last thread (it holds no id for a few tokens) publishes the
+    // shape while the ids load.
+    if (!solo && blockIdx.x == 0 && threadIdx.x == blockDim.x - 1) ll_write_published(ctx);
   });
   if (solo && threadIdx.x == 0) outputs[0] = {r.recv_x, r.recv_scales, r.src_info};
   total_counts(p, before, counts);
@@ -375,21 +384,25 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   // With peers: every peer's `ready` (this rank's own counts are the block's).
   LlArrivals arrivals{1u, false};
   __shared__ unsigned scale_stagers;  // sources that staged their scales: every block lays them out at the end
+  __shared__ int peer_blocks[kMaxNvlRanks];  // the blocks that signal each peer's `done`
   if (!solo) {
     arrivals = ll_wait_peers<false>(ctx, &protocol::LlHeader::ready, epoch, kLlDirectPhase, nullptr, /*signalled_self=*/true);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
+    ll_load_peer_blocks(ctx, arrivals.arrived, peer_blocks);
     // The peers' shapes load together with their counts and outputs; nothing is written
     // before the shapes agree (a mismatch leaves the destinations unused).
     // So does whether any source staged its scales (the end of the op depends on it).
     const LlShapeFields shapes = ll_load_peer_shape<false>(ctx, arrivals.arrived);
-    place_block_entries(p, r, arrivals.arrived, num_entries, own, outputs);
+    const int source_tokens = ll_source_tokens(ctx, arrivals.arrived);
+    place_block_entries(p, r, arrivals.arrived, tokens.first * p.num_topk, num_entries, own, outputs);
     arrivals.failed = !ll_check_peer_shape(ctx, shapes, kLlDirectPhase) || arrivals.failed;
-    scale_staging_sources(r, arrivals.failed ? 0u : arrivals.arrived, &scale_stagers);
+    scale_staging_sources(r, arrivals.failed ? 0u : arrivals.arrived, source_tokens, &scale_stagers);
   } else if (blockIdx.x == 0 && threadIdx.x == 0) {
     ll_stamp(ctx, kTraceReadySeen);  // alone: ranked
   }
   if (!arrivals.failed) {
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceSlotsLoaded);
+    // Warps 0 .. item_warps - 1 hold items.
     for (int item = warp; item < num_items; item += kLlWarps) {
       const DirectItem it = direct_item(p, tokens, item);
       // The next item's row loads while this one is written (its latency is not paid apart).
@@ -400,29 +413,33 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
       write_direct_chunk(p, r, outputs, it, row, lane < p.num_topk ? own[k] : -1, lane);
       if (has_next) memcpy(&row, &next, sizeof(row));
     }
+  }
+  // With peers: once the warps with items have written them, this block's `done` to every
+  // peer (failed: the receiver reports it; block 0's bad ids fail the op too). The layout
+  // writes only this rank's outputs, which the kernel's end completes: it runs meanwhile.
+  if (!solo) {
+    const int item_warps = min(num_items, kLlWarps);
+    if (arrivals.failed && threadIdx.x == 0) ctx.state->abort = 1;
+    if (warp < item_warps) device::sync_first_warps(item_warps);
+    if (threadIdx.x == 0) ll_signal_block_done(ctx, epoch, arrivals.failed || bad_ids, /*wrote_peers=*/true);
+  }
+  if (!arrivals.failed) {
     direct_layout(p, r, tokens, arrivals.arrived, counts, warp, lane);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceLaidOut);
   }
   if (threadIdx.x == 0) ll_stamp(ctx, kTraceItemsDone, true);
   if (solo) return;  // failures are recorded where they happen; the kernel's end completes the op
-  // Any block's failed wait fails the op, whichever block signals `done`.
-  if (arrivals.failed && threadIdx.x == 0) ctx.state->abort = 1;
-  // Every block's writes, then `done` to every peer (failed: the receiver reports it), and
-  // every peer's tokens in our outputs complete the op. When a source staged its scales,
-  // every block waits (for this rank's own `done` too) and then lays the scales out.
-  const bool last = ll_last_block(&ctx.state->ll_ticket[ctx.parity]);
-  if (last && threadIdx.x == 0) {
-    ll_stamp(ctx, kTraceLastBlock);
-    ll_signal_peers<false>(ctx, &protocol::LlHeader::done, epoch, arrivals.failed || ctx.state->abort != 0);
-  }
-  // A block with no staged scales to lay out is done (the last block still waits).
+  // Block 0 waits for every block of every peer (their tokens in our outputs), which
+  // completes the op. When a source staged its scales, every block with experts to lay
+  // them out for waits too, and then does.
+  const bool waiter = blockIdx.x == 0;
   const int warp_items = scale_stagers != 0 ? staged_scales_items(r) : 0;
-  if (!last && warp_items == 0) return;
+  if (!waiter && warp_items == 0) return;
+  __syncthreads();  // the block's layout (staged_scales_item reads it)
   // A warp's first item of staged scales: its layout loads while the block waits.
   StagedScalesItem item{};
   if (warp < warp_items) item = staged_scales_item(r, warp, lane);
-  const LlArrivals written = ll_wait_peers<false>(ctx, &protocol::LlHeader::done, epoch, kLlDirectPhase,
-                                                  last ? r.wait_stats : nullptr, /*signalled_self=*/last);
+  const LlArrivals written = ll_wait_block_done(ctx, epoch, kLlDirectPhase, peer_blocks, waiter ? r.wait_stats : nullptr);
   if (!written.failed) {
     for (int i = warp; i < warp_items; i += kLlWarps) {
       if (i != warp) item = staged_scales_item(r, i, lane);
@@ -431,7 +448,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   }
   // Whichever block's wait failed fails the op.
   if (written.failed && threadIdx.x == 0) ctx.state->abort = 1;
-  if (last && threadIdx.x == 0) {
+  if (waiter && threadIdx.x == 0) {
     ll_stamp(ctx, kTraceDoneSeen);
     ctx.state->ll_epoch[ctx.parity] = epoch;  // always move on (see ll_done_barrier)
   }

@@ -63,6 +63,10 @@ struct LlContext {
   // link to cross, and this moves each byte once (see dispatch_direct.cuh).
   bool direct_dispatch;
   bool gpu_scope;                 // every peer is on this GPU: GPU-scope flags and fences
+  // Every peer is on this GPU, without shrink: each block signals its own `done` (slot of
+  // LlHeader::done_blocks) and one block waits for every peer's blocks (shape.done_blocks),
+  // so no last-block ticket sits between a block's writes and the signal.
+  bool block_done;
   std::uint64_t timeout_ns;
   std::uint64_t delay_ns;         // fault injection: sleep before signalling
   protocol::DeviceState* state;   // this rank's
@@ -87,7 +91,7 @@ struct LlDispatchSendParams {
   int num_experts;
   bool stage_rows;                // write rows into the half (FP8 always; BF16 for process groups)
   bool round_scale;
-  int* combine_slots;             // out [num_tokens, num_topk]: the entry's rank per expert
+  int* combine_slots;             // out [num_tokens, num_topk]: the entry's rank per expert (direct: its slot)
 };
 static_assert(std::is_trivially_copyable_v<LlDispatchSendParams>);
 
@@ -121,6 +125,7 @@ struct LlCombineSendParams {
   bool stage_rows;                 // copy valid rows of x into the half (bf16)
   bool logfmt;                     // encode valid rows into the half
   const std::int64_t* layout_range;  // [E_local, num_ranks] (the dispatch handle's)
+  bool absolute_slots;             // the handle's: homes need no plan (LowLatencyHandle)
 };
 static_assert(std::is_trivially_copyable_v<LlCombineSendParams>);
 
@@ -136,6 +141,7 @@ struct LlCombineRecvParams {
   bool topk_idx_int32;
   const float* topk_weights;       // [num_tokens, num_topk]
   const int* combine_slots;        // [num_tokens, num_topk] (the dispatch handle's)
+  bool absolute_slots;             // combine_slots hold the owners' slots (LowLatencyHandle)
   const std::int64_t* layout_range;  // [E_local, num_ranks] (the dispatch handle's): this rank's own rows
   // This rank's rows are where they were before the launch (x in place, or zero copy):
   // they are read without waiting for this rank's own `ready`.

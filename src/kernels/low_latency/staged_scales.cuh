@@ -43,18 +43,22 @@ __device__ __forceinline__ std::uint32_t* ll_staged_scale_row(const LlDispatchRe
          (static_cast<std::int64_t>(s) * r.max_tokens + t) * ll_staged_row_words(r.hidden);
 }
 
-// Whole block, after every peer's `ready`: *mask (shared) gets bit q set for every arrived
-// source q that stages its scales (from its published token count; this rank's from the
-// call), readable after the block's next barrier.
-__device__ __forceinline__ void scale_staging_sources(const LlDispatchRecvParams& r, unsigned arrived, unsigned* mask) {
-  const LlContext& ctx = r.ctx;
+// Thread q < num_ranks, after every peer's `ready`: source q's published token count
+// (this rank's from the call), loaded with the peer's shape (see scale_staging_sources).
+__device__ __forceinline__ int ll_source_tokens(const LlContext& ctx, unsigned arrived) {
+  const int q = threadIdx.x;
+  if (q >= ctx.num_ranks || !(arrived & (1u << q))) return 0;
+  return q == ctx.rank ? ctx.shape.num_tokens : ll_header(ctx, q)->published.num_tokens;
+}
+
+// Whole block: *mask (shared) gets bit q set for every source q in `sources` that stages
+// its scales (`tokens`: thread q's ll_source_tokens), readable after the block's next
+// barrier.
+__device__ __forceinline__ void scale_staging_sources(const LlDispatchRecvParams& r, unsigned sources, int tokens,
+                                                      unsigned* mask) {
   if (threadIdx.x >= 32) return;
   const int q = threadIdx.x;
-  bool stages = false;
-  if (q < ctx.num_ranks && (arrived & (1u << q))) {
-    const int tokens = q == ctx.rank ? ctx.shape.num_tokens : ll_header(ctx, q)->published.num_tokens;
-    stages = ll_stages_scales(r.fp8, ctx.num_ranks, r.hidden, tokens);
-  }
+  const bool stages = q < r.ctx.num_ranks && (sources & (1u << q)) && ll_stages_scales(r.fp8, r.ctx.num_ranks, r.hidden, tokens);
   const unsigned bits = __ballot_sync(0xffffffffu, stages);
   if (q == 0) *mask = bits;
 }

@@ -208,9 +208,8 @@ void check_rank(const LlShape& s, int r, int num_tokens, const LlRankOutputs& go
     for (int j = 0; j < k; ++j) {
       const std::size_t i = static_cast<std::size_t>(t) * k + j;
       // -2: the owner masked this rank, so no row answers the slot (its value is free).
-      if (want.combine_slots[r][i] != -2) {
-        m.equal(at, "combine_slots (t * k + slot)", i, got.combine_slots[i], want.combine_slots[r][i]);
-      }
+      const int expected = (got.absolute_slots ? want.combine_rows : want.combine_slots)[r][i];
+      if (expected != -2) m.equal(at, "combine_slots (t * k + slot)", i, got.combine_slots[i], expected);
     }
   }
   for (int t = 0; t < num_tokens; ++t) {
@@ -392,6 +391,7 @@ LlExpected expected_ll(const LlShape& s, const std::vector<ref::RankLowLatencyIn
   e.sum_abs.resize(R);
   e.logfmt_bound.resize(R);
   e.combine_slots.resize(R);
+  e.combine_rows.resize(R);
   for (int home = 0; home < R; ++home) {
     const auto& in = eff[home];
     e.sum_abs[home].assign(static_cast<std::size_t>(in.num_tokens) * H, 0.0f);
@@ -403,6 +403,7 @@ LlExpected expected_ll(const LlShape& s, const std::vector<ref::RankLowLatencyIn
       const std::int64_t g = inputs[home].topk_idx[slot];
       if (g >= 0 && e.masked[static_cast<std::size_t>(g / E)]) e.combine_slots[home][slot] = -2;
     }
+    e.combine_rows[home] = e.combine_slots[home];
     for (int t = 0; t < in.num_tokens; ++t) {
       ref::LowLatencySlot source;
       const std::uint16_t* x = in.x.data() + static_cast<std::size_t>(t) * H;
@@ -425,6 +426,7 @@ LlExpected expected_ll(const LlShape& s, const std::vector<ref::RankLowLatencyIn
         int rows_of_lower_ranks = 0;
         for (const auto& entry : e.dispatched[owner].per_expert[l]) rows_of_lower_ranks += entry.src_rank < home ? 1 : 0;
         e.combine_slots[home][slot] = first < 0 ? -2 : first + occurrence - rows_of_lower_ranks;
+        e.combine_rows[home][slot] = first < 0 ? -2 : first + occurrence;  // the owner's slot
 
         const double w = in.topk_weights[slot];
         std::vector<float> xk(H);
@@ -650,6 +652,7 @@ LlRankOutputs LlRankIo::download() const {
   o.src_info = src_info_.download();
   o.layout_range = layout_range_.download();
   o.combine_slots = combine_slots_.download();
+  o.absolute_slots = handle.absolute_slots;
   o.out = out_.download();
   o.unrelated = unrelated_.download();
   o.stats_recv = stats_recv_.download();

@@ -83,6 +83,7 @@ struct LlRankOutputs {
   std::vector<int> src_info;              // [E, N]
   std::vector<std::int64_t> layout_range; // [E, R]
   std::vector<int> combine_slots;         // [T, k]
+  bool absolute_slots = false;            // the handle's: combine_slots hold the owners' slots
   std::vector<std::uint16_t> out;         // [T, hidden]
   std::vector<int> unrelated;             // scratch of the unrelated kernel
   std::vector<int> stats_recv;            // [E] cumulative_local_expert_recv_stats (with stats)
@@ -171,6 +172,7 @@ struct LlExpected {
   std::vector<std::vector<float>> sum_abs;                  // [home][..]: sum_k |w_k x_k|
   std::vector<std::vector<float>> logfmt_bound;             // [home][..]: sum_k |w_k| (0.07|x_k| + gmax_k 2^-20)
   std::vector<std::vector<int>> combine_slots;              // [home rank][num_tokens * k]
+  std::vector<std::vector<int>> combine_rows;               // the same as the owners' slots (absolute_slots)
 };
 // The reference results; with masked ranks: their tokens are never received and experts
 // they own contribute nothing (their slots count as holes).
