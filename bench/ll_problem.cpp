@@ -15,6 +15,12 @@ const std::vector<LlProblem>& ll_problems() {
     LlProblem one_token = v3;
     one_token.name = "ll-v3-t1";
     one_token.num_tokens = 1;
+    // Diagnostic: one token into receive buffers of one token per source (its slots' pages
+    // few), against ll-v3-t1's 128.
+    LlProblem small_buffers = one_token;
+    small_buffers.name = "ll-v3-t1-m1";
+    small_buffers.max_tokens = 1;
+    small_buffers.rank_counts = {8};
     LlProblem deep_ep = v3;  // DeepEP V1 measured 19.0 us dispatch / 25.2 us combine here
     deep_ep.name = "ll-v3-e288";
     deep_ep.num_experts = 288;
@@ -23,7 +29,7 @@ const std::vector<LlProblem>& ll_problems() {
     two_nodes.name = "ll-v3-2x4";
     two_nodes.rank_counts = {8};
     two_nodes.ranks_per_node = 4;
-    return std::vector<LlProblem>{v3, bf16, one_token, deep_ep, two_nodes};
+    return std::vector<LlProblem>{v3, bf16, one_token, small_buffers, deep_ep, two_nodes};
   }();
   return problems;
 }

@@ -22,7 +22,8 @@ struct LlProblem {
   int slot_bytes() const { return use_fp8 ? hidden + hidden / 32 : 2 * hidden; }
 };
 
-// ll-v3, ll-v3-bf16, ll-v3-t1 (1 token per rank), ll-v3-e288 (1 rank, 288 experts),
+// ll-v3, ll-v3-bf16, ll-v3-t1 (1 token per rank), ll-v3-t1-m1 (the same into receive
+// buffers of 1 token per source, 8 ranks), ll-v3-e288 (1 rank, 288 experts),
 // ll-v3-2x4 (ll-v3 on 2 pretend nodes of 4 ranks: the RDMA path emulated on one GPU).
 const std::vector<LlProblem>& ll_problems();
 bool runs_at(const LlProblem& problem, int num_ranks);
