@@ -216,6 +216,19 @@ TEST(LowLatency, StagedAndDirectScalesMix) {
   }
 }
 
+// Hidden sizes whose tokens do not split into whole direct items (2560: a half item last)
+// or into more items than a block has warps (9216: 9 of 1024 channels), at 8 ranks with
+// staged and in-place scales, few and many tokens per rank.
+TEST(LowLatency, HiddenOfPartialAndManyDirectItems) {
+  for (int hidden : {2560, 9216}) {
+    for (ScaleMode mode : {ScaleMode::kFp8, ScaleMode::kFp8Ue8m0, ScaleMode::kBf16}) {
+      LowLatencyScenario s = scenario(8, hidden, 64, 8, 64, mode, 370 + hidden / 128 + static_cast<int>(mode));
+      s.num_tokens = {32, 1, 64, 0, 33, 2, 40, 32};
+      expect_exact(s);
+    }
+  }
+}
+
 // B4: int32 top-k ids are accepted like int64.
 TEST(LowLatency, Int32TopkIds) {
   LowLatencyScenario s = scenario(4, 2048, 32, 8, 64, ScaleMode::kFp8, 310);
