@@ -9,6 +9,17 @@
 #include "runtime/cuda_check.hpp"
 
 namespace moe_ep::bench {
+namespace {
+
+// kLlPeriodPairs dispatch + combine pairs, chained on `stream`.
+void enqueue_pairs(const LlOps& ops, int r, int set, cudaStream_t stream) {
+  for (int i = 0; i < kLlPeriodPairs; ++i) {
+    ops.dispatch(r, set, stream);
+    ops.combine(r, set, stream);
+  }
+}
+
+}  // namespace
 
 void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const LlOps& ops, LlRoundSpans& spans,
                     const LlAfterOp& after_op) {
@@ -52,12 +63,8 @@ void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const 
           ops.dispatch(r, set, stream);
           ops.combine(r, set, stream);
         });
-        timed(LlTimedOp::kPeriod, spans.period, round, true, [&] {
-          for (int i = 0; i < kLlPeriodPairs; ++i) {
-            ops.dispatch(r, set, stream);
-            ops.combine(r, set, stream);
-          }
-        });
+        timed(LlTimedOp::kPeriod, spans.period, round, true, [&] { enqueue_pairs(ops, r, set, stream); });
+        if (ops.step) timed(LlTimedOp::kStep, spans.step, round, true, [&] { ops.step(r, set, stream); });
       }
     } catch (...) {
       sync.arrive_and_drop();
@@ -76,6 +83,7 @@ std::vector<std::vector<LlGraphs>> capture_ll_graphs(test::Cluster& cluster, int
     for (int set = 0; set < num_sets; ++set) {
       graphs[r][set].dispatch.capture(stream, [&] { ops.dispatch(r, set, stream); });
       graphs[r][set].combine.capture(stream, [&] { ops.combine(r, set, stream); });
+      graphs[r][set].step.capture(stream, [&] { enqueue_pairs(ops, r, set, stream); });
     }
   });
   return graphs;
@@ -83,7 +91,8 @@ std::vector<std::vector<LlGraphs>> capture_ll_graphs(test::Cluster& cluster, int
 
 LlOps replay_ops(const std::vector<std::vector<LlGraphs>>& graphs) {
   return LlOps{[&graphs](int r, int set, cudaStream_t stream) { graphs[r][set].dispatch.launch(stream); },
-               [&graphs](int r, int set, cudaStream_t stream) { graphs[r][set].combine.launch(stream); }};
+               [&graphs](int r, int set, cudaStream_t stream) { graphs[r][set].combine.launch(stream); },
+               [&graphs](int r, int set, cudaStream_t stream) { graphs[r][set].step.launch(stream); }};
 }
 
 }  // namespace moe_ep::bench

@@ -6,7 +6,10 @@
 // (L2 flushed before: a cold pair), and kLlPeriodPairs such pairs back to back (L2 flushed
 // before the first; every pair on the round's inputs, as a decode step's layers follow
 // each other: the period of a pair). Input sets rotate by round. The same rounds time
-// eager calls and CUDA-graph replays of them.
+// eager calls and CUDA-graph replays of them; with graphs a round ends with one more: a
+// graph per rank holding kLlPeriodPairs pairs (a decode step captured whole, as engines
+// do: no graph launch between its kernels; L2 flushed before), whose outputs the check
+// after the loop then sees.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -24,6 +27,7 @@ namespace moe_ep::bench {
 using LlEnqueue = std::function<void(int rank, int set, cudaStream_t stream)>;
 struct LlOps {
   LlEnqueue dispatch, combine;
+  LlEnqueue step;  // optional: kLlPeriodPairs pairs in one go (a graph of a decode step)
 };
 
 struct LlRoundSpans {
@@ -31,13 +35,14 @@ struct LlRoundSpans {
       : dispatch(num_ranks, num_rounds),
         combine(num_ranks, num_rounds),
         pair(num_ranks, num_rounds),
+        step(num_ranks, num_rounds),
         period(num_ranks, num_rounds) {}
-  GatedSpans dispatch, combine, pair, period;  // period: kLlPeriodPairs pairs
+  GatedSpans dispatch, combine, pair, step, period;  // step, period: kLlPeriodPairs pairs
 };
 
 // The timed ops of a round, in order.
-enum class LlTimedOp : int { kDispatch = 0, kCombine = 1, kPair = 2, kPeriod = 3 };
-inline constexpr LlTimedOp kLlLastTimedOp = LlTimedOp::kPeriod;  // a round's last
+enum class LlTimedOp : int { kDispatch = 0, kCombine = 1, kPair = 2, kPeriod = 3, kStep = 4 };
+inline constexpr LlTimedOp kLlLastTimedOp = LlTimedOp::kPeriod;  // the last that every round times
 inline constexpr int kLlPeriodPairs = 8;  // pairs chained in a kPeriod op
 // Called on rank 0's thread once every rank's stream finished a timed op, with the global
 // timer (ns) when its gate opened.
@@ -48,12 +53,13 @@ using LlAfterOp = std::function<void(LlTimedOp op, int round, std::uint64_t open
 void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const LlOps& ops, LlRoundSpans& spans,
                     const LlAfterOp& after_op = {});
 
-// Per rank and set, a graph of the dispatch and one of the combine (captured in that order).
+// Per rank and set, a graph of the dispatch, one of the combine (captured in that order),
+// and one of kLlPeriodPairs pairs chained.
 struct LlGraphs {
-  test::CapturedGraph dispatch, combine;
+  test::CapturedGraph dispatch, combine, step;
 };
 std::vector<std::vector<LlGraphs>> capture_ll_graphs(test::Cluster& cluster, int num_sets, const LlOps& ops);
-// Ops that replay those graphs.
+// Ops that replay those graphs (step included).
 LlOps replay_ops(const std::vector<std::vector<LlGraphs>>& graphs);
 
 }  // namespace moe_ep::bench

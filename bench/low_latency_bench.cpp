@@ -56,8 +56,10 @@ void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_s
       {"ll-comb", spans.combine, 1, traffic.combine_floor_bytes, traffic.combine_logical_bytes},
       {"ll-pair", spans.pair, 1, pair_floor_bytes, 0},
       {"ll-period", spans.period, kLlPeriodPairs, pair_floor_bytes, 0},
+      {"ll-step", spans.step, kLlPeriodPairs, pair_floor_bytes, 0},
   };
   for (const Op& op : ops) {
+    if (&op.spans == &spans.step && !graph) continue;  // a step is one graph
     Row row;
     row.bench = std::string(op.name) + (graph ? "-g" : "");
     row.problem = problem.name;
@@ -81,6 +83,10 @@ void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_s
     if (&op.spans == &spans.pair) row.note += ", dispatch+combine chained (cold: L2 flushed)";
     if (&op.spans == &spans.period) {
       row.note += ", per pair of " + std::to_string(kLlPeriodPairs) + " chained back to back";
+      if (graph) row.note += " (a graph per op)";
+    }
+    if (&op.spans == &spans.step) {
+      row.note += ", per pair of " + std::to_string(kLlPeriodPairs) + " in one graph (a decode step)";
     }
     report.add(row);
   }
@@ -154,7 +160,8 @@ void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProble
                     },
                     [&](int r, int set, cudaStream_t stream) {
                       cluster.buffers[r]->low_latency_combine(io[r].combine_args(set, stream), io[r].handle);
-                    }};
+                    },
+                    {}};  // eager pairs back to back are the period
 
   LlRoundSpans eager_spans(num_ranks, num_rounds);
   time_ll_rounds(cluster, kInputSets, num_rounds, eager, eager_spans, trace_ops(num_ranks, num_rounds, problem, "eager"));
