@@ -6,6 +6,7 @@
 
 #include "host/buffer_impl.hpp"
 #include "host/ll_validation.hpp"
+#include "kernels/low_latency/ll_direct_layout.hpp"
 #include "host/validation.hpp"
 #include "runtime/cuda_check.hpp"
 
@@ -134,6 +135,9 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   send.stage_rows = stage;
   send.round_scale = a.round_scale;
   send.combine_slots = handle.combine_slots.ptr<int>();
+  send.direct_parts = direct ? kernels::ll_direct_parts(s.num_tokens, s.num_topk, s.num_experts / m.num_ranks,
+                                                       m.ll_block_share())
+                            : 1;
 
   kernels::LlDispatchRecvParams recv{};
   recv.ctx = ctx;

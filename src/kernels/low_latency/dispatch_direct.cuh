@@ -1,10 +1,12 @@
 // Low-latency dispatch when every rank is in this process on this GPU (ctx.direct_dispatch),
 // in one launch: senders write each token straight into its slots in the receivers'
 // outputs. On one device no link is crossed, and each byte moves once: the token is read
-// once, cast once, and written once per selected expert (a staged copy would be written
-// and read again).
-//   1. block b owns a run of tokens; it reads every top-k id, counts the entries before
-//      its run and from it on per expert (so every block holds this rank's count per
+// once, cast once (with few tokens, once per block sharing it), and written once per
+// selected expert (a staged copy would be written and read again).
+//   1. block b owns a run of tokens (with few tokens, each of the grid's last blocks one
+//      token and a part of its entries, so that the token's stores leave from several
+//      SMs: ll_direct_share); it reads every top-k id, counts the entries before its run
+//      and from it on per expert (so every block holds this rank's count per
 //      expert; with peers, block 0 publishes the counts and its outputs and signals `ready`
 //      right then), and ranks its own entries after the ones before (an entry's rank among
 //      this rank's entries for its expert), so no block waits for another to rank;
@@ -29,6 +31,7 @@
 #include "kernels/low_latency/dispatch_recv.cuh"
 #include "kernels/low_latency/dispatch_send.cuh"
 #include "kernels/low_latency/fp8_cast.cuh"
+#include "kernels/low_latency/ll_direct_layout.hpp"
 #include "kernels/low_latency/staged_scales.cuh"
 
 namespace moe_ep::kernels {
@@ -41,15 +44,6 @@ struct DirectOutputs {
   void* recv_scales;
   std::int32_t* src_info;
 };
-
-// Block b's tokens: a balanced run, at most ceil(num_tokens / blocks) of them.
-struct DirectTokens {
-  int first, last;
-};
-__device__ __forceinline__ DirectTokens direct_tokens(int num_tokens) {
-  const auto bound = [num_tokens](int b) { return static_cast<int>(static_cast<std::int64_t>(b) * num_tokens / gridDim.x); };
-  return {bound(blockIdx.x), bound(blockIdx.x + 1)};
-}
 
 // Whole block, over every entry: before[e] = the entries before `first` naming expert e,
 // after[e] those from `first` on; own[i - first] = the expert of entry i in [first, last)
@@ -221,7 +215,7 @@ __device__ __forceinline__ std::uint32_t chunk_scale_word(bool ue8m0, int num_gr
 struct DirectItem {
   int t, begin, end;
 };
-__device__ __forceinline__ DirectItem direct_item(const LlDispatchSendParams& p, const DirectTokens& tokens, int item) {
+__device__ __forceinline__ DirectItem direct_item(const LlDispatchSendParams& p, const LlDirectShare& tokens, int item) {
   const int chunks = ll_direct_chunks(p.hidden);
   const int begin = (item % chunks) * kLlDirectChunkChannels;
   return {tokens.first + item / chunks, begin, min(begin + kLlDirectChunkChannels, p.hidden)};
@@ -315,31 +309,15 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
   }
 }
 
-// The order in which warps take local experts to lay out. With at most one token per
-// block, every warp with no item comes first (block by block), so the layout of a call
-// with few tokens does not wait behind its items (blocks before b hold
-// direct_tokens(b).first tokens, each keeping `busy` warps), then the warps with items,
-// spread over their blocks. Otherwise every block's last warp comes first (it has the
-// fewest items), then the one before it, and so on.
-__device__ __forceinline__ int direct_layout_rank(const LlDispatchSendParams& p, const DirectTokens& here, int warp) {
-  const int blocks = gridDim.x;
-  if (p.num_tokens > blocks) return (kLlWarps - 1 - warp) * blocks + blockIdx.x;
-  const int busy = min(ll_direct_chunks(p.hidden), kLlWarps);
-  const int busy_here = (here.last - here.first) * busy;
-  const int busy_before = here.first * busy;
-  const int idle_before = static_cast<int>(blockIdx.x) * kLlWarps - busy_before;
-  if (warp >= busy_here) return idle_before + warp - busy_here;
-  return blocks * kLlWarps - p.num_tokens * busy + (busy - 1 - warp) * p.num_tokens + here.first;
-}
-
 // One warp, after its items: its share of the receive side of this rank, local experts
 // (each laid out by one warp: counts, layout_range, empty slots; this rank's counts are the
-// block's), in the order of direct_layout_rank (`tokens`: the block's).
+// block's), in the order of ll_direct_layout_rank (`tokens`: the block's).
 __device__ __forceinline__ void direct_layout(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
-                                              const DirectTokens& tokens, unsigned arrived, const int* own_counts,
+                                              const LlDirectShare& tokens, unsigned arrived, const int* own_counts,
                                               int warp, int lane) {
   const int num_local = r.num_experts / r.ctx.num_ranks;
-  for (int e = direct_layout_rank(p, tokens, warp); e < num_local; e += gridDim.x * kLlWarps) {
+  const int rank = ll_direct_layout_rank(p.num_tokens, p.hidden, gridDim.x, tokens, blockIdx.x, warp);
+  for (int e = rank; e < num_local; e += gridDim.x * kLlWarps) {
     mark_empty_slots(r, e, ll_experts_layout<false>(r, arrived, e, /*width=*/32, lane, own_counts), lane);
   }
 }
@@ -356,7 +334,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   const bool solo = ctx.num_ranks == 1;
   const std::uint64_t epoch = solo ? 0 : ll_op_epoch(ctx);  // solo: moved on at entry, never read
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const DirectTokens tokens = direct_tokens(p.num_tokens);
+  const LlDirectShare tokens = ll_direct_share(p.num_tokens, p.direct_parts, gridDim.x, blockIdx.x);
   const int num_items = (tokens.last - tokens.first) * ll_direct_chunks(p.hidden);
   const int num_entries = (tokens.last - tokens.first) * p.num_topk;
   int* before = shared;                    // [num_experts]
@@ -410,7 +388,8 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
       DirectRow next;
       if (has_next) load_direct_row(p, direct_item(p, tokens, item + kLlWarps), lane, next);
       const int k = (it.t - tokens.first) * p.num_topk + lane;
-      write_direct_chunk(p, r, outputs, it, row, lane < p.num_topk ? own[k] : -1, lane);
+      const bool mine = lane < p.num_topk && ll_direct_writes_entry(tokens, lane);
+      write_direct_chunk(p, r, outputs, it, row, mine ? own[k] : -1, lane);
       if (has_next) memcpy(&row, &next, sizeof(row));
     }
   }
@@ -433,16 +412,27 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   // completes the op. When a source staged its scales, every block with experts to lay
   // them out for waits too, and then does.
   const bool waiter = blockIdx.x == 0;
-  const int warp_items = scale_stagers != 0 ? staged_scales_items(r) : 0;
+  // Staged scales: column groups of the experts this block laid out (another block's
+  // layout is not known to be written: its `done` comes before it).
+  const int num_local = r.num_experts / ctx.num_ranks;
+  const int warp_items =
+      scale_stagers != 0
+          ? staged_scales_items(r, ll_direct_laid_out_count(num_local, p.num_tokens, gridDim.x, blockIdx.x))
+          : 0;
   if (!waiter && warp_items == 0) return;
   __syncthreads();  // the block's layout (staged_scales_item reads it)
+  const int groups = warp_items > 0 ? staged_scales_groups(r) : 1;
+  const auto staged_item = [&](int i) {
+    const int e = ll_direct_laid_out_expert(num_local, p.num_tokens, p.hidden, gridDim.x, tokens, blockIdx.x, i / groups);
+    return staged_scales_item(r, e, i % groups, lane);
+  };
   // A warp's first item of staged scales: its layout loads while the block waits.
   StagedScalesItem item{};
-  if (warp < warp_items) item = staged_scales_item(r, warp, lane);
+  if (warp < warp_items) item = staged_item(warp);
   const LlArrivals written = ll_wait_block_done(ctx, epoch, kLlDirectPhase, peer_blocks, waiter ? r.wait_stats : nullptr);
   if (!written.failed) {
     for (int i = warp; i < warp_items; i += kLlWarps) {
-      if (i != warp) item = staged_scales_item(r, i, lane);
+      if (i != warp) item = staged_item(i);
       transpose_staged_scales(r, scale_stagers, item, lane);
     }
   }

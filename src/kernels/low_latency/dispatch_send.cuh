@@ -10,6 +10,7 @@
 #include "moe_ep/low_latency.hpp"
 #include "kernels/low_latency/fp8_cast.cuh"
 #include "kernels/low_latency/ll_collective.cuh"
+#include "kernels/low_latency/ll_direct_layout.hpp"
 
 namespace moe_ep::kernels {
 
@@ -242,8 +243,7 @@ __device__ __forceinline__ void ll_dispatch_send_phase(const LlDispatchSendParam
 // ranking's.
 inline int ll_dispatch_send_shared_bytes(const LlDispatchSendParams& p, int num_blocks) {
   if (p.ctx.direct_dispatch) {
-    const int tokens_per_block = (p.num_tokens + num_blocks - 1) / num_blocks;
-    return 8 * p.num_experts + 4 * tokens_per_block * p.num_topk;
+    return 8 * p.num_experts + 4 * ll_direct_block_tokens(p.num_tokens, p.direct_parts, num_blocks) * p.num_topk;
   }
   const int entries = p.num_tokens * p.num_topk;
   if (ll_rank_in_segments(p.num_experts, entries)) return 4 * kLlWarps * p.num_experts + 4 * entries;

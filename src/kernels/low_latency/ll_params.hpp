@@ -92,6 +92,7 @@ struct LlDispatchSendParams {
   bool stage_rows;                // write rows into the half (FP8 always; BF16 for process groups)
   bool round_scale;
   int* combine_slots;             // out [num_tokens, num_topk]: the entry's rank per expert (direct: its slot)
+  int direct_parts;               // direct: blocks sharing a token's entries (ll_direct_parts), else 1
 };
 static_assert(std::is_trivially_copyable_v<LlDispatchSendParams>);
 
@@ -156,11 +157,15 @@ static_assert(std::is_trivially_copyable_v<LlCombineRecvParams>);
 
 // Blocks a direct dispatch wants (dispatch_direct.cuh): one per token (its warps split the
 // token's chunks), or, if more, one per kLlWarps local experts (a warp lays out each) plus
-// those the tokens' chunks keep busy, so no expert waits for a warp's items.
+// those the tokens' chunks keep busy, so no expert waits for a warp's items; with tokens
+// whose entries several blocks share (p.direct_parts), one per local kLlWarps experts and
+// one per part of a token.
 inline int ll_direct_dispatch_blocks(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
   const int local_experts = r.num_experts / r.ctx.num_ranks;
+  const int layout_blocks = (local_experts + kLlWarps - 1) / kLlWarps;
+  if (p.direct_parts > 1) return layout_blocks + p.num_tokens * p.direct_parts;
   const int busy_blocks = (p.num_tokens * ll_direct_chunks(p.hidden) + kLlWarps - 1) / kLlWarps;
-  return std::max({1, p.num_tokens, (local_experts + kLlWarps - 1) / kLlWarps + busy_blocks});
+  return std::max({1, p.num_tokens, layout_blocks + busy_blocks});
 }
 
 // Which phases one launch runs: a call with a receive hook launches kSend, its hook

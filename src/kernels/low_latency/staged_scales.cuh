@@ -70,24 +70,24 @@ struct StagedScalesItem {
   int e, c0, first, count, total;
 };
 
-// A block's items: the experts its warps laid out (e % gridDim.x == blockIdx.x, see
-// direct_layout), each in column groups.
+// A block's items: the local experts its warps laid out (`experts` of them, listed by the
+// caller: the layout order is the caller's), each in column groups.
 __device__ __forceinline__ int staged_scales_groups(const LlDispatchRecvParams& r) {
   return (ll_scale_columns(r) + kLlScaleColumnsPerItem - 1) / kLlScaleColumnsPerItem;
 }
-__device__ __forceinline__ int staged_scales_items(const LlDispatchRecvParams& r) {
-  const int num_local = r.num_experts / r.ctx.num_ranks, grid = gridDim.x, block = blockIdx.x;
-  return (num_local - block + grid - 1) / grid * staged_scales_groups(r);
+__device__ __forceinline__ int staged_scales_items(const LlDispatchRecvParams& r, int experts) {
+  return experts * staged_scales_groups(r);
 }
-__device__ __forceinline__ StagedScalesItem staged_scales_item(const LlDispatchRecvParams& r, int item, int lane) {
+// Column group `group` of local expert e (-1: an empty item), which this block laid out.
+__device__ __forceinline__ StagedScalesItem staged_scales_item(const LlDispatchRecvParams& r, int e, int group,
+                                                               int lane) {
   const LlContext& ctx = r.ctx;
-  const int groups = staged_scales_groups(r);
-  StagedScalesItem it{static_cast<int>(blockIdx.x + (item / groups) * gridDim.x), (item % groups) * kLlScaleColumnsPerItem,
-                      0, 0, 0};
-  const std::int64_t range = lane < ctx.num_ranks ? r.layout_range[it.e * ctx.num_ranks + lane] : 0;
+  StagedScalesItem it{e, group * kLlScaleColumnsPerItem, 0, 0, 0};
+  if (e < 0) return it;
+  const std::int64_t range = lane < ctx.num_ranks ? r.layout_range[e * ctx.num_ranks + lane] : 0;
   it.first = static_cast<int>(range & 0xffffffff);
   it.count = static_cast<int>(range >> 32);
-  it.total = r.recv_count[it.e];
+  it.total = r.recv_count[e];
   return it;
 }
 
@@ -98,6 +98,7 @@ __device__ __forceinline__ StagedScalesItem staged_scales_item(const LlDispatchR
 __device__ __forceinline__ void transpose_staged_scales(const LlDispatchRecvParams& r, unsigned stagers,
                                                         const StagedScalesItem& it, int lane) {
   const LlContext& ctx = r.ctx;
+  if (it.e < 0) return;
   const int slots = ctx.num_ranks * r.max_tokens, columns = ll_scale_columns(r);
   std::uint32_t* out =
       static_cast<std::uint32_t*>(r.recv_scales) + (static_cast<std::int64_t>(it.e) * columns + it.c0) * slots;
