@@ -6,8 +6,8 @@
 
 #include "host/buffer_impl.hpp"
 #include "host/ll_validation.hpp"
-#include "kernels/low_latency/ll_direct_layout.hpp"
 #include "host/validation.hpp"
+#include "kernels/low_latency/ll_direct_layout.hpp"
 #include "runtime/cuda_check.hpp"
 
 namespace moe_ep {

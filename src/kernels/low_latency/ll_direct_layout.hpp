@@ -21,8 +21,7 @@ inline constexpr int kLlDirectMaxParts = 8;
 // one), so its entries go out from several SMs at once. 1: a block writes all of them.
 constexpr int ll_direct_parts(int num_tokens, int num_topk, int local_experts, int share) {
   if (num_tokens <= 0) return 1;
-  const int layout_blocks = (local_experts + kLlWarps - 1) / kLlWarps;
-  const int parts = ll_min(ll_min((share - layout_blocks) / num_tokens, num_topk), kLlDirectMaxParts);
+  const int parts = ll_min(ll_min((share - ll_direct_layout_blocks(local_experts)) / num_tokens, num_topk), kLlDirectMaxParts);
   return parts >= 2 ? parts : 1;
 }
 

@@ -31,6 +31,8 @@ inline constexpr int kLlReservedSms = 4;
 inline constexpr int kLlDirectChunkChannels = 1024;
 // A token's chunks of kLlDirectChunkChannels (its work items in a direct dispatch).
 constexpr int ll_direct_chunks(int hidden) { return (hidden + kLlDirectChunkChannels - 1) / kLlDirectChunkChannels; }
+// Blocks whose warps lay out a direct dispatch's local experts, one warp each.
+constexpr int ll_direct_layout_blocks(int local_experts) { return (local_experts + kLlWarps - 1) / kLlWarps; }
 // Channels of a token one block sums per combine item: two int4 columns per thread, so
 // each thread keeps 2 x 8 rows of loads in flight.
 inline constexpr int kLlCombineColumns = 2;
@@ -161,8 +163,7 @@ static_assert(std::is_trivially_copyable_v<LlCombineRecvParams>);
 // whose entries several blocks share (p.direct_parts), one per local kLlWarps experts and
 // one per part of a token.
 inline int ll_direct_dispatch_blocks(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
-  const int local_experts = r.num_experts / r.ctx.num_ranks;
-  const int layout_blocks = (local_experts + kLlWarps - 1) / kLlWarps;
+  const int layout_blocks = ll_direct_layout_blocks(r.num_experts / r.ctx.num_ranks);
   if (p.direct_parts > 1) return layout_blocks + p.num_tokens * p.direct_parts;
   const int busy_blocks = (p.num_tokens * ll_direct_chunks(p.hidden) + kLlWarps - 1) / kLlWarps;
   return std::max({1, p.num_tokens, layout_blocks + busy_blocks});

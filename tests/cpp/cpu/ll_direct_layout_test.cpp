@@ -27,7 +27,7 @@ std::vector<int> token_counts() {
 }
 
 // Calls a check with every grid a direct dispatch launches: parts and blocks as the host
-// picks them (the grid capped at the rank's share).
+// picks them (buffer_low_latency.cpp: the grid capped at the rank's share).
 template <typename Check>
 void for_each_grid(const Check& check) {
   for (int local : kLocalExperts) {
@@ -35,12 +35,15 @@ void for_each_grid(const Check& check) {
       for (int share : kShares) {
         for (int tokens : token_counts()) {
           const int parts = ll_direct_parts(tokens, topk, local, share);
-          const int layout_blocks = (local + kLlWarps - 1) / kLlWarps;
           for (int hidden : kHiddens) {
-            const int busy_blocks = (tokens * ll_direct_chunks(hidden) + kLlWarps - 1) / kLlWarps;
-            const int wanted = parts > 1 ? layout_blocks + tokens * parts
-                                         : std::max({1, tokens, layout_blocks + busy_blocks});
-            const int blocks = std::min(share, wanted);
+            LlDispatchSendParams send{};
+            LlDispatchRecvParams recv{};
+            send.num_tokens = tokens;
+            send.hidden = hidden;
+            send.direct_parts = parts;
+            recv.ctx.num_ranks = 1;
+            recv.num_experts = local;
+            const int blocks = std::min(share, ll_direct_dispatch_blocks(send, recv));
             SCOPED_TRACE(testing::Message() << "local " << local << ", top-" << topk << ", share " << share
                                             << ", tokens " << tokens << ", hidden " << hidden << ", parts " << parts
                                             << ", blocks " << blocks);
