@@ -162,7 +162,8 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   if (direct) {
     const int blocks = std::min(m.ll_block_share(), kernels::ll_direct_dispatch_blocks(send, recv));
     set_block_done(send.ctx, recv.ctx, m.num_ranks > 1, blocks);
-    kernels::launch_ll_dispatch(send, recv, kernels::LlPhases::kBoth, blocks, stream);
+    kernels::launch_ll_dispatch(send, recv, m.num_ranks == 1 ? kernels::LlPhases::kAlone : kernels::LlPhases::kBoth,
+                                blocks, stream);
     return finish_call(m, parity, false, a.stream, stream, nullptr, op);
   }
   if (!a.return_recv_hook) {
@@ -248,15 +249,16 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   const int recv_blocks = m.ll_blocks(items * kernels::kLlWarps);
   const bool block_done = m.ll_block_done();
   if (!a.return_recv_hook) {
-    // Alone with its rows in place (one launch, see ll_combine_kernel), it waits for nobody,
-    // so its blocks need not all be resident at once: two per SM, an item each, keep twice
-    // the loads in flight.
-    const bool solo = m.num_ranks == 1 && recv.own_rows_ready && mirrors.count == 0;
-    const int blocks = solo ? static_cast<int>(std::clamp<std::int64_t>(
-                                  items, 1, std::int64_t{kernels::kLlMinBlocksPerSm} * m.num_device_sms))
-                            : std::max(send_blocks, recv_blocks);
+    // Alone with its rows in place (one launch, see ll_combine_alone_kernel), it waits for
+    // nobody, so its blocks need not all be resident at once: two per SM, an item each, keep
+    // twice the loads in flight.
+    const bool alone = m.num_ranks == 1 && recv.own_rows_ready && mirrors.count == 0;
+    const int blocks = alone ? static_cast<int>(std::clamp<std::int64_t>(
+                                   items, 1, std::int64_t{kernels::kLlMinBlocksPerSm} * m.num_device_sms))
+                             : std::max(send_blocks, recv_blocks);
     set_block_done(send.ctx, recv.ctx, block_done, blocks);
-    kernels::launch_ll_combine(send, recv, kernels::LlPhases::kBoth, blocks, stream);
+    kernels::launch_ll_combine(send, recv, alone ? kernels::LlPhases::kAlone : kernels::LlPhases::kBoth, blocks,
+                               stream);
     return finish_call(m, parity, false, a.stream, stream, nullptr, op);
   }
   set_block_done(send.ctx, recv.ctx, block_done, recv_blocks);  // the receive launch signals `done`

@@ -1,5 +1,5 @@
 // Low-latency combine kernels: sending phase, receiving phase, or both in one launch, with
-// and without peers reached by RDMA (see dispatch.cu).
+// and without peers reached by RDMA (see dispatch.cu); and a rank alone's.
 #include "kernels/low_latency/combine_recv.cuh"
 #include "kernels/low_latency/combine_send.cuh"
 #include "kernels/low_latency/ll_launch.hpp"
@@ -12,13 +12,17 @@ template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_combine_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
   device::wait_prior_grid();  // launched by launch_ll_kernel
-  // Alone, with its rows in place, in one launch: nothing to publish, nobody to wait for.
-  const bool solo = kSend && kRecv && !kRdma && recv.ctx.num_ranks == 1 && recv.own_rows_ready;
-  ll_mark_entered(kSend ? send.ctx : recv.ctx, solo);
-  if constexpr (kSend) {
-    if (!solo) ll_combine_send_phase<kRdma>(send);
-  }
-  if constexpr (kRecv) ll_combine_recv_phase<kRdma>(recv, solo);
+  ll_mark_entered(kSend ? send.ctx : recv.ctx);
+  if constexpr (kSend) ll_combine_send_phase<kRdma>(send);
+  if constexpr (kRecv) ll_combine_recv_phase<kRdma>(recv);
+}
+
+// Alone, with its rows in place, in one launch (LlPhases::kAlone): nothing to publish,
+// nobody to wait for. A kernel of its own, so that none of the peers' code is in it.
+__global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_combine_alone_kernel(LlCombineRecvParams recv) {
+  device::wait_prior_grid();  // launched by launch_ll_kernel
+  ll_mark_entered(recv.ctx, /*solo=*/true);
+  ll_combine_recv_phase</*kRdma=*/false, /*kAlone=*/true>(recv);
 }
 
 struct CombineKernels {
@@ -27,10 +31,18 @@ struct CombineKernels {
                      cudaStream_t stream) {
     launch_ll_kernel<ll_combine_kernel<kSend, kRecv, kRdma>>(num_blocks, 0, stream, send, recv);
   }
+  static void launch_alone(const LlCombineSendParams&, const LlCombineRecvParams& recv, int num_blocks,
+                           cudaStream_t stream) {
+    launch_ll_kernel<ll_combine_alone_kernel>(num_blocks, 0, stream, recv);
+  }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {
     cudaFuncAttributes attributes;
     MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, ll_combine_kernel<kSend, kRecv, kRdma>));
+  }
+  static void preload_alone() {
+    cudaFuncAttributes attributes;
+    MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, ll_combine_alone_kernel));
   }
 };
 

@@ -182,13 +182,13 @@ __device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const Com
 
 // Every block of the kernel: items (token, channel range) in batches (the rows of a batch
 // are resolved together, one warp per item, before any is summed), then the done barrier.
-// solo: this rank is alone and its rows are ready (one launch): no flag to wait for or
-// signal (see ll_mark_entered).
-template <bool kRdma>
-__device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams& p, bool solo = false) {
+// kAlone: this rank is alone and its rows are ready (LlPhases::kAlone): no flag to wait for
+// or signal (see ll_mark_entered), so none of that code is in the kernel.
+template <bool kRdma, bool kAlone = false>
+__device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams& p) {
   __shared__ CombineBatch batch;
   const LlContext& ctx = p.ctx;
-  const std::uint64_t epoch = solo ? 0 : ll_op_epoch(ctx);  // solo: moved on at entry, never read
+  const std::uint64_t epoch = kAlone ? 0 : ll_op_epoch(ctx);  // alone: moved on at entry, never read
   const int parts = (p.hidden + p.item_channels - 1) / p.item_channels;
   const int num_items = p.num_tokens * parts;
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
@@ -201,17 +201,17 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
     if (item < num_items) first_entries[m] = load_home_entry(p, item / parts, lane);
   }
   const LlArrivals arrivals =
-      solo ? LlArrivals{1u, false}
+      kAlone ? LlArrivals{1u, false}
            : ll_wait_peers<kRdma>(ctx, &protocol::LlHeader::ready, epoch, kLlCombineRecvPhase,
                                   blockIdx.x == 0 ? p.wait_stats : nullptr, p.own_rows_ready);
   if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
   // The shape check's loads and the first batch's rows are in flight together; rows found
   // with a mismatched shape are never read.
-  const LlShapeFields shapes = ll_load_peer_shape<kRdma>(ctx, arrivals.arrived);
+  const LlShapeFields shapes = kAlone ? LlShapeFields{} : ll_load_peer_shape<kRdma>(ctx, arrivals.arrived);
   __shared__ int peer_blocks[kMaxNvlRanks];  // with ctx.block_done, for the done barrier
-  if (blockIdx.x == 0) ll_load_peer_blocks(ctx, arrivals.arrived, peer_blocks);
+  if (!kAlone && blockIdx.x == 0) ll_load_peer_blocks(ctx, arrivals.arrived, peer_blocks);
   bool failed = arrivals.failed;
-  bool checked = solo;  // block-uniform, like failed (alone: no peer shape to check)
+  bool checked = kAlone;  // block-uniform, like failed (alone: no peer shape to check)
   if (!failed) {
     const bool logfmt = ctx.shape.format == static_cast<int>(protocol::LlFormat::kLogFmt);
     for (int first = blockIdx.x; first < num_items; first += gridDim.x * kLlCombineBatch) {
@@ -243,7 +243,11 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
   }
   if (!failed && !checked) failed = !ll_check_peer_shape(ctx, shapes, kLlCombineRecvPhase);  // a block with no item
   if (failed && threadIdx.x == 0) ctx.state->abort = 1;
-  if (!solo) ll_done_barrier<kRdma>(ctx, epoch, failed, kLlCombineRecvPhase, peer_blocks);
+  if constexpr (kAlone) {
+    if (threadIdx.x == 0) ll_stamp(ctx, kTraceItemsDone, true);
+  } else {
+    ll_done_barrier<kRdma>(ctx, epoch, failed, kLlCombineRecvPhase, peer_blocks);
+  }
 }
 
 }  // namespace moe_ep::kernels

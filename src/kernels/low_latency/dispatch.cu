@@ -1,7 +1,7 @@
 // Low-latency dispatch kernels: the sending phase alone (a call with a receive hook),
 // the receiving phase alone (the hook), or both in one launch (no hook: one kernel per
 // call; every block of the grid is resident, as the grid is at most the rank's SM share).
-// Each in two builds: with and without peers reached by RDMA.
+// Each in two builds: with and without peers reached by RDMA. And a rank alone's.
 #include "kernels/low_latency/dispatch_direct.cuh"
 #include "kernels/low_latency/dispatch_recv.cuh"
 #include "kernels/low_latency/dispatch_send.cuh"
@@ -15,16 +15,30 @@ template <bool kSend, bool kRecv, bool kRdma>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
   device::wait_prior_grid();  // launched by launch_ll_kernel
+  ll_mark_entered(kSend ? send.ctx : recv.ctx);
   // Direct dispatch runs both phases in one launch and never has RDMA peers.
   if constexpr (kSend && kRecv && !kRdma) {
-    if (send.ctx.direct_dispatch) {
-      ll_mark_entered(send.ctx, /*solo=*/send.ctx.num_ranks == 1);
-      return ll_direct_dispatch(send, recv);
-    }
+    if (send.ctx.direct_dispatch) return ll_direct_dispatch</*kAlone=*/false>(send, recv);
   }
-  ll_mark_entered(kSend ? send.ctx : recv.ctx);
   if constexpr (kSend) ll_dispatch_send_phase<kRdma>(send);
   if constexpr (kRecv) ll_dispatch_recv_phase<kRdma>(recv);
+}
+
+// A rank alone (LlPhases::kAlone: a direct dispatch): nothing to publish, nobody to wait
+// for. A kernel of its own, so that none of the peers' code is in it.
+__global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
+    ll_dispatch_alone_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
+  device::wait_prior_grid();  // launched by launch_ll_kernel
+  ll_mark_entered(send.ctx, /*solo=*/true);
+  ll_direct_dispatch</*kAlone=*/true>(send, recv);
+}
+
+// Lets `kernel` take kLlDispatchSharedBytes of dynamic shared memory, and loads it.
+template <typename Kernel>
+void preload_dispatch_kernel(Kernel kernel) {
+  MOE_EP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kLlDispatchSharedBytes));
+  cudaFuncAttributes attributes;
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
 }
 
 struct DispatchKernels {
@@ -34,13 +48,16 @@ struct DispatchKernels {
     const int shared_bytes = kSend ? ll_dispatch_send_shared_bytes(send, num_blocks) : 0;
     launch_ll_kernel<ll_dispatch_kernel<kSend, kRecv, kRdma>>(num_blocks, shared_bytes, stream, send, recv);
   }
+  static void launch_alone(const LlDispatchSendParams& send, const LlDispatchRecvParams& recv, int num_blocks,
+                           cudaStream_t stream) {
+    launch_ll_kernel<ll_dispatch_alone_kernel>(num_blocks, ll_dispatch_send_shared_bytes(send, num_blocks), stream,
+                                               send, recv);
+  }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {
-    MOE_EP_CUDA_CHECK(cudaFuncSetAttribute(ll_dispatch_kernel<kSend, kRecv, kRdma>,
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, kLlDispatchSharedBytes));
-    cudaFuncAttributes attributes;
-    MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, ll_dispatch_kernel<kSend, kRecv, kRdma>));
+    preload_dispatch_kernel(ll_dispatch_kernel<kSend, kRecv, kRdma>);
   }
+  static void preload_alone() { preload_dispatch_kernel(ll_dispatch_alone_kernel); }
 };
 
 }  // namespace

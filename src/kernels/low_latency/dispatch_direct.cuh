@@ -327,12 +327,14 @@ __device__ __forceinline__ void direct_layout(const LlDispatchSendParams& p, con
 // its tokens into the receivers, lays out its share of the receive side; with peers, each
 // block signals its `done` to every peer and block 0 waits for theirs. Needs
 // ll_dispatch_send_shared_bytes of dynamic shared memory.
+// kAlone: this rank is alone (LlPhases::kAlone; else it has peers): none of the peers'
+// code is in the kernel.
+template <bool kAlone>
 __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p, const LlDispatchRecvParams& r) {
   extern __shared__ int shared[];
   __shared__ DirectOutputs outputs[kMaxNvlRanks];
   const LlContext& ctx = p.ctx;
-  const bool solo = ctx.num_ranks == 1;
-  const std::uint64_t epoch = solo ? 0 : ll_op_epoch(ctx);  // solo: moved on at entry, never read
+  const std::uint64_t epoch = kAlone ? 0 : ll_op_epoch(ctx);  // alone: moved on at entry, never read
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const LlDirectShare tokens = ll_direct_share(p.num_tokens, p.direct_parts, gridDim.x, blockIdx.x);
   const int num_items = (tokens.last - tokens.first) * ll_direct_chunks(p.hidden);
@@ -347,23 +349,23 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   const auto load_first_row = [&] {
     if (warp < num_items) load_direct_row(p, direct_item(p, tokens, warp), lane, row);
   };
-  if (solo) load_first_row();
+  if (kAlone) load_first_row();
   const bool bad_ids = load_block_entries(p, tokens.first * p.num_topk, tokens.last * p.num_topk, before, counts, own, [&] {
-    if (!solo) load_first_row();
+    if (!kAlone) load_first_row();
     // With peers, block 0's last thread (it holds no id for a few tokens) publishes the
     // shape while the ids load.
-    if (!solo && blockIdx.x == 0 && threadIdx.x == blockDim.x - 1) ll_write_published(ctx);
+    if (!kAlone && blockIdx.x == 0 && threadIdx.x == blockDim.x - 1) ll_write_published(ctx);
   });
-  if (solo && threadIdx.x == 0) outputs[0] = {r.recv_x, r.recv_scales, r.src_info};
+  if (kAlone && threadIdx.x == 0) outputs[0] = {r.recv_x, r.recv_scales, r.src_info};
   total_counts(p, before, counts);
   // With peers, the counts go out before the block ranks its own entries.
-  if (!solo && blockIdx.x == 0) publish_counts(p, counts, epoch);
-  rank_block_entries(p, tokens.first * p.num_topk, num_entries, before, own, solo ? r.max_tokens : 0);
+  if (!kAlone && blockIdx.x == 0) publish_counts(p, counts, epoch);
+  rank_block_entries(p, tokens.first * p.num_topk, num_entries, before, own, kAlone ? r.max_tokens : 0);
   // With peers: every peer's `ready` (this rank's own counts are the block's).
   LlArrivals arrivals{1u, false};
   __shared__ unsigned scale_stagers;  // sources that staged their scales: every block lays them out at the end
   __shared__ int peer_blocks[kMaxNvlRanks];  // the blocks that signal each peer's `done`
-  if (!solo) {
+  if (!kAlone) {
     arrivals = ll_wait_peers<false>(ctx, &protocol::LlHeader::ready, epoch, kLlDirectPhase, nullptr, /*signalled_self=*/true);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
     ll_load_peer_blocks(ctx, arrivals.arrived, peer_blocks);
@@ -396,7 +398,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   // With peers: once the warps with items have written them, this block's `done` to every
   // peer (failed: the receiver reports it; block 0's bad ids fail the op too). The layout
   // writes only this rank's outputs, which the kernel's end completes: it runs meanwhile.
-  if (!solo) {
+  if (!kAlone) {
     const int item_warps = min(num_items, kLlWarps);
     if (arrivals.failed && threadIdx.x == 0) ctx.state->abort = 1;
     if (warp < item_warps) device::sync_first_warps(item_warps);
@@ -407,7 +409,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceLaidOut);
   }
   if (threadIdx.x == 0) ll_stamp(ctx, kTraceItemsDone, true);
-  if (solo) return;  // failures are recorded where they happen; the kernel's end completes the op
+  if constexpr (kAlone) return;  // failures are recorded where they happen; the kernel's end completes the op
   // Block 0 waits for every block of every peer (their tokens in our outputs), which
   // completes the op. When a source staged its scales, every block with experts to lay
   // them out for waits too, and then does.

@@ -1,7 +1,8 @@
 // Launching LL kernels: launch_ll_kernel (programmatic dependent launch where the kernel
 // allows it), and the instantiation of an LL kernel family (Kernels::launch /
-// Kernels::preload, templated on <send phase, receive phase, RDMA peers>) that a call's
-// phases and peers pick.
+// Kernels::preload, templated on <send phase, receive phase, RDMA peers>, and
+// Kernels::launch_alone / preload_alone for LlPhases::kAlone) that a call's phases and
+// peers pick.
 #pragma once
 #include <cstdlib>
 #include <utility>
@@ -45,13 +46,15 @@ void launch_ll_phases(LlPhases phases, const Send& send, const Recv& recv, int n
   switch (phases) {
     case LlPhases::kSend: return Kernels::template launch<true, false, kRdma>(send, recv, num_blocks, stream);
     case LlPhases::kRecv: return Kernels::template launch<false, true, kRdma>(send, recv, num_blocks, stream);
-    case LlPhases::kBoth: return Kernels::template launch<true, true, kRdma>(send, recv, num_blocks, stream);
+    case LlPhases::kBoth:
+    case LlPhases::kAlone: return Kernels::template launch<true, true, kRdma>(send, recv, num_blocks, stream);
   }
 }
 
 template <typename Kernels, typename Send, typename Recv>
 void launch_ll_variant(bool rdma, LlPhases phases, const Send& send, const Recv& recv, int num_blocks,
                        cudaStream_t stream) {
+  if (phases == LlPhases::kAlone && !rdma) return Kernels::launch_alone(send, recv, num_blocks, stream);
   if (rdma) return launch_ll_phases<Kernels, true>(phases, send, recv, num_blocks, stream);
   launch_ll_phases<Kernels, false>(phases, send, recv, num_blocks, stream);
 }
@@ -64,6 +67,7 @@ void preload_ll_variants() {
   Kernels::template preload<true, false, true>();
   Kernels::template preload<false, true, true>();
   Kernels::template preload<true, true, true>();
+  Kernels::preload_alone();
 }
 
 }  // namespace moe_ep::kernels

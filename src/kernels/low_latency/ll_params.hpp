@@ -170,8 +170,10 @@ inline int ll_direct_dispatch_blocks(const LlDispatchSendParams& p, const LlDisp
 }
 
 // Which phases one launch runs: a call with a receive hook launches kSend, its hook
-// kRecv; a call without launches kBoth (one kernel).
-enum class LlPhases { kSend, kRecv, kBoth };
+// kRecv; a call without launches kBoth (one kernel), or kAlone: both, for a rank alone
+// (a direct dispatch, or a combine whose rows are in place; no RDMA peer), whose kernel
+// holds no peer's code.
+enum class LlPhases { kSend, kRecv, kBoth, kAlone };
 void launch_ll_dispatch(const LlDispatchSendParams& send, const LlDispatchRecvParams& recv, LlPhases phases,
                         int num_blocks, cudaStream_t stream);
 void launch_ll_combine(const LlCombineSendParams& send, const LlCombineRecvParams& recv, LlPhases phases,
