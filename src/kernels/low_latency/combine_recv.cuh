@@ -53,13 +53,19 @@ __device__ __forceinline__ HomeEntry load_home_entry(const LlCombineRecvParams& 
 
 // One warp, after the owners' `ready`: the rows (in slot order) of a token's entries, into
 // batch entry j.
-template <bool kRdma>
+template <bool kRdma, bool kAlone>
 __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned arrived, const HomeEntry& h,
                                           CombineBatch& batch, int j, int lane) {
   const LlContext& ctx = p.ctx;
   const std::uint8_t* row = nullptr;
   const std::int64_t slots = static_cast<std::int64_t>(ctx.num_ranks) * p.max_tokens;
-  if (p.absolute_slots) {
+  if constexpr (kAlone) {
+    // Alone, every expert is ours and an entry's slot is its rank (no rank comes before
+    // this one), absolute or not; a slot past the expert's last was never placed.
+    if (h.owner == 0 && h.rank_in_expert >= 0 && h.rank_in_expert < slots) {
+      row = ctx.shape.rows + (h.local * slots + h.rank_in_expert) * ctx.shape.row_stride;
+    }
+  } else if (p.absolute_slots) {
     // The slot is the handle's (every rank on this GPU, in place, no plan): the owner's
     // published rows alone. A slot past the expert's last was never placed (-1).
     if (h.owner >= 0 && h.rank_in_expert >= 0 && h.rank_in_expert < slots && (arrived & (1u << h.owner))) {
@@ -213,7 +219,8 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
   bool failed = arrivals.failed;
   bool checked = kAlone;  // block-uniform, like failed (alone: no peer shape to check)
   if (!failed) {
-    const bool logfmt = ctx.shape.format == static_cast<int>(protocol::LlFormat::kLogFmt);
+    // Alone, rows in place are never LogFMT (it is staged).
+    const bool logfmt = !kAlone && ctx.shape.format == static_cast<int>(protocol::LlFormat::kLogFmt);
     for (int first = blockIdx.x; first < num_items; first += gridDim.x * kLlCombineBatch) {
 #pragma unroll
       for (int m = 0; m < kItemsPerWarp; ++m) {
@@ -222,7 +229,7 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
         if (item >= num_items) continue;
         const HomeEntry entry = first == static_cast<int>(blockIdx.x) ? first_entries[m]
                                                                        : load_home_entry(p, item / parts, lane);
-        find_rows<kRdma>(p, arrivals.arrived, entry, batch, j, lane);
+        find_rows<kRdma, kAlone>(p, arrivals.arrived, entry, batch, j, lane);
       }
       if (!checked) {  // the first batch's rows are found meanwhile
         checked = true;

@@ -238,7 +238,9 @@ __device__ __forceinline__ void load_direct_row(const LlDispatchSendParams& p, c
 // into every slot the token's entries name (`destination`: in lane k, entry k's, from
 // place_block_entries, or -1). Lane k finds entry k's row and scale column at its
 // receiver, then the warp stores into every entry's: the entries' stores are independent
-// (a warp's item is a short chain; few warps share an SM).
+// (a warp's item is a short chain; few warps share an SM). kAlone: no scales are staged (a
+// sender stages only with peers).
+template <bool kAlone>
 __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
                                                    const DirectOutputs* outputs, const DirectItem& it,
                                                    const DirectRow& v, int destination, int lane) {
@@ -249,7 +251,7 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
   // Scale words per slot of a chunk, and their columns ([E_local, columns, N] at the receiver).
   const int words = r.ue8m0 ? (num_groups + 3) / 4 : num_groups;
   const int columns = ll_scale_columns(r);
-  const bool stage_scales = ll_stages_scales(r.fp8, p.ctx.num_ranks, p.hidden, p.num_tokens);
+  const bool stage_scales = !kAlone && ll_stages_scales(r.fp8, p.ctx.num_ranks, p.hidden, p.num_tokens);
   std::uint8_t* row_at = nullptr;
   std::uint32_t* scales_at = nullptr;  // staged: the token's row at the receiver, for one entry per receiver
   // A receiver's first entry of the token (staged scales go to each receiver once).
@@ -391,7 +393,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
       if (has_next) load_direct_row(p, direct_item(p, tokens, item + kLlWarps), lane, next);
       const int k = (it.t - tokens.first) * p.num_topk + lane;
       const bool mine = lane < p.num_topk && ll_direct_writes_entry(tokens, lane);
-      write_direct_chunk(p, r, outputs, it, row, mine ? own[k] : -1, lane);
+      write_direct_chunk<kAlone>(p, r, outputs, it, row, mine ? own[k] : -1, lane);
       if (has_next) memcpy(&row, &next, sizeof(row));
     }
   }
