@@ -1,5 +1,6 @@
 // Low-latency combine kernels: sending phase, receiving phase, or both in one launch, with
-// and without peers reached by RDMA (see dispatch.cu); and a rank alone's.
+// and without peers reached by RDMA (see dispatch.cu); and, in one launch, those of rows
+// read in place and of a rank alone.
 #include "kernels/low_latency/combine_recv.cuh"
 #include "kernels/low_latency/combine_send.cuh"
 #include "kernels/low_latency/ll_launch.hpp"
@@ -17,6 +18,16 @@ __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
   if constexpr (kRecv) ll_combine_recv_phase<kRdma>(recv);
 }
 
+// Every rank in this process reading x in place (no staging, no LogFMT, no RDMA peer),
+// both phases in one launch: a kernel of its own, so that none of the staging code is in it.
+__global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
+    ll_combine_in_place_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
+  device::wait_prior_grid();  // launched by launch_ll_kernel
+  ll_mark_entered(send.ctx);
+  ll_combine_send_phase</*kRdma=*/false, /*kInPlace=*/true>(send);
+  ll_combine_recv_phase</*kRdma=*/false, /*kAlone=*/false, /*kInPlace=*/true>(recv);
+}
+
 // Alone, with its rows in place, in one launch (LlPhases::kAlone): nothing to publish,
 // nobody to wait for. A kernel of its own, so that none of the peers' code is in it.
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_combine_alone_kernel(LlCombineRecvParams recv) {
@@ -25,10 +36,22 @@ __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_combine_alon
   ll_combine_recv_phase</*kRdma=*/false, /*kAlone=*/true>(recv);
 }
 
+// Loads `kernel` (the constructor loads every kernel up front).
+template <typename Kernel>
+void preload_combine_kernel(Kernel kernel) {
+  cudaFuncAttributes attributes;
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+}
+
 struct CombineKernels {
   template <bool kSend, bool kRecv, bool kRdma>
   static void launch(const LlCombineSendParams& send, const LlCombineRecvParams& recv, int num_blocks,
                      cudaStream_t stream) {
+    if constexpr (kSend && kRecv && !kRdma) {
+      if (!send.stage_rows && !send.logfmt) {
+        return launch_ll_kernel<ll_combine_in_place_kernel>(num_blocks, 0, stream, send, recv);
+      }
+    }
     launch_ll_kernel<ll_combine_kernel<kSend, kRecv, kRdma>>(num_blocks, 0, stream, send, recv);
   }
   static void launch_alone(const LlCombineSendParams&, const LlCombineRecvParams& recv, int num_blocks,
@@ -37,13 +60,10 @@ struct CombineKernels {
   }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {
-    cudaFuncAttributes attributes;
-    MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, ll_combine_kernel<kSend, kRecv, kRdma>));
+    preload_combine_kernel(ll_combine_kernel<kSend, kRecv, kRdma>);
+    if constexpr (kSend && kRecv && !kRdma) preload_combine_kernel(ll_combine_in_place_kernel);
   }
-  static void preload_alone() {
-    cudaFuncAttributes attributes;
-    MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, ll_combine_alone_kernel));
-  }
+  static void preload_alone() { preload_combine_kernel(ll_combine_alone_kernel); }
 };
 
 }  // namespace

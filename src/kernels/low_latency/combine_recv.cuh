@@ -189,8 +189,9 @@ __device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const Com
 // Every block of the kernel: items (token, channel range) in batches (the rows of a batch
 // are resolved together, one warp per item, before any is summed), then the done barrier.
 // kAlone: this rank is alone and its rows are ready (LlPhases::kAlone): no flag to wait for
-// or signal (see ll_mark_entered), so none of that code is in the kernel.
-template <bool kRdma, bool kAlone = false>
+// or signal (see ll_mark_entered), so none of that code is in the kernel. kInPlace: every
+// owner's rows are its x, read in place (never LogFMT).
+template <bool kRdma, bool kAlone = false, bool kInPlace = kAlone>
 __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams& p) {
   __shared__ CombineBatch batch;
   const LlContext& ctx = p.ctx;
@@ -219,8 +220,8 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
   bool failed = arrivals.failed;
   bool checked = kAlone;  // block-uniform, like failed (alone: no peer shape to check)
   if (!failed) {
-    // Alone, rows in place are never LogFMT (it is staged).
-    const bool logfmt = !kAlone && ctx.shape.format == static_cast<int>(protocol::LlFormat::kLogFmt);
+    // Rows in place are never LogFMT (it is staged).
+    const bool logfmt = !kInPlace && ctx.shape.format == static_cast<int>(protocol::LlFormat::kLogFmt);
     for (int first = blockIdx.x; first < num_items; first += gridDim.x * kLlCombineBatch) {
 #pragma unroll
       for (int m = 0; m < kItemsPerWarp; ++m) {

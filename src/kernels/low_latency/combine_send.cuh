@@ -88,14 +88,16 @@ __device__ __forceinline__ void push_plan(const LlCombineSendParams& p, unsigned
 }
 
 // Every block of the kernel; the last one to finish signals `ready` to every peer.
-// kRdma: some peers are reached by RDMA.
-template <bool kRdma>
+// kRdma: some peers are reached by RDMA. kInPlace: peers read x in place (no staging, no
+// LogFMT, no RDMA peer), so none of the staging code is in the kernel.
+template <bool kRdma, bool kInPlace = false>
 __device__ __forceinline__ void ll_combine_send_phase(const LlCombineSendParams& p) {
+  static_assert(!(kRdma && kInPlace));
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = ll_op_epoch(ctx);
   std::uint8_t* half = ll_half(ctx, ctx.rank);
   const unsigned rdma = kRdma ? ll_rdma_peers(ctx) : 0u;
-  const bool copy = p.stage_rows || p.logfmt;
+  const bool copy = !kInPlace && (p.stage_rows || p.logfmt);
   const bool in_place = !copy && rdma == 0;  // block 0's plan is the whole send phase
   if (blockIdx.x == 0) {
     // The plan: each home's rows per expert, unless the homes' slots are absolute.

@@ -1,7 +1,8 @@
 // Low-latency dispatch kernels: the sending phase alone (a call with a receive hook),
 // the receiving phase alone (the hook), or both in one launch (no hook: one kernel per
 // call; every block of the grid is resident, as the grid is at most the rank's SM share).
-// Each in two builds: with and without peers reached by RDMA. And a rank alone's.
+// Each in two builds: with and without peers reached by RDMA. And the direct dispatch's,
+// with peers and alone.
 #include "kernels/low_latency/dispatch_direct.cuh"
 #include "kernels/low_latency/dispatch_recv.cuh"
 #include "kernels/low_latency/dispatch_send.cuh"
@@ -16,21 +17,20 @@ __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_dispatch_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
   device::wait_prior_grid();  // launched by launch_ll_kernel
   ll_mark_entered(kSend ? send.ctx : recv.ctx);
-  // Direct dispatch runs both phases in one launch and never has RDMA peers.
-  if constexpr (kSend && kRecv && !kRdma) {
-    if (send.ctx.direct_dispatch) return ll_direct_dispatch</*kAlone=*/false>(send, recv);
-  }
   if constexpr (kSend) ll_dispatch_send_phase<kRdma>(send);
   if constexpr (kRecv) ll_dispatch_recv_phase<kRdma>(recv);
 }
 
-// A rank alone (LlPhases::kAlone: a direct dispatch): nothing to publish, nobody to wait
-// for. A kernel of its own, so that none of the peers' code is in it.
+// The direct dispatch (send.ctx.direct_dispatch: both phases in one launch, never with
+// RDMA peers), with peers or, kAlone, a rank alone (LlPhases::kAlone: nothing to publish,
+// nobody to wait for). Kernels of their own, so that none of the pulling phases' code,
+// nor alone the peers', is in them.
+template <bool kAlone>
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
-    ll_dispatch_alone_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
+    ll_dispatch_direct_kernel(LlDispatchSendParams send, LlDispatchRecvParams recv) {
   device::wait_prior_grid();  // launched by launch_ll_kernel
-  ll_mark_entered(send.ctx, /*solo=*/true);
-  ll_direct_dispatch</*kAlone=*/true>(send, recv);
+  ll_mark_entered(send.ctx, /*solo=*/kAlone);
+  ll_direct_dispatch<kAlone>(send, recv);
 }
 
 // Lets `kernel` take kLlDispatchSharedBytes of dynamic shared memory, and loads it.
@@ -46,18 +46,24 @@ struct DispatchKernels {
   static void launch(const LlDispatchSendParams& send, const LlDispatchRecvParams& recv, int num_blocks,
                      cudaStream_t stream) {
     const int shared_bytes = kSend ? ll_dispatch_send_shared_bytes(send, num_blocks) : 0;
+    if constexpr (kSend && kRecv && !kRdma) {
+      if (send.ctx.direct_dispatch) {
+        return launch_ll_kernel<ll_dispatch_direct_kernel<false>>(num_blocks, shared_bytes, stream, send, recv);
+      }
+    }
     launch_ll_kernel<ll_dispatch_kernel<kSend, kRecv, kRdma>>(num_blocks, shared_bytes, stream, send, recv);
   }
   static void launch_alone(const LlDispatchSendParams& send, const LlDispatchRecvParams& recv, int num_blocks,
                            cudaStream_t stream) {
-    launch_ll_kernel<ll_dispatch_alone_kernel>(num_blocks, ll_dispatch_send_shared_bytes(send, num_blocks), stream,
-                                               send, recv);
+    launch_ll_kernel<ll_dispatch_direct_kernel<true>>(num_blocks, ll_dispatch_send_shared_bytes(send, num_blocks),
+                                                      stream, send, recv);
   }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {
     preload_dispatch_kernel(ll_dispatch_kernel<kSend, kRecv, kRdma>);
+    if constexpr (kSend && kRecv && !kRdma) preload_dispatch_kernel(ll_dispatch_direct_kernel<false>);
   }
-  static void preload_alone() { preload_dispatch_kernel(ll_dispatch_alone_kernel); }
+  static void preload_alone() { preload_dispatch_kernel(ll_dispatch_direct_kernel<true>); }
 };
 
 }  // namespace
