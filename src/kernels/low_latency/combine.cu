@@ -18,8 +18,9 @@ __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
   if constexpr (kRecv) ll_combine_recv_phase<kRdma>(recv);
 }
 
-// Every rank in this process reading x in place (no staging, no LogFMT, no RDMA peer),
-// both phases in one launch: a kernel of its own, so that none of the staging code is in it.
+// This rank's rows read in place by its peers (x, or the half with zero_copy: not staged,
+// not LogFMT; no RDMA peer), both phases in one launch: a kernel of its own, so that none of
+// the staging code is in it.
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
     ll_combine_in_place_kernel(LlCombineSendParams send, LlCombineRecvParams recv) {
   device::wait_prior_grid();  // launched by launch_ll_kernel
@@ -33,14 +34,7 @@ __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
 __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm) ll_combine_alone_kernel(LlCombineRecvParams recv) {
   device::wait_prior_grid();  // launched by launch_ll_kernel
   ll_mark_entered(recv.ctx, /*solo=*/true);
-  ll_combine_recv_phase</*kRdma=*/false, /*kAlone=*/true>(recv);
-}
-
-// Loads `kernel` (the constructor loads every kernel up front).
-template <typename Kernel>
-void preload_combine_kernel(Kernel kernel) {
-  cudaFuncAttributes attributes;
-  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+  ll_combine_recv_phase</*kRdma=*/false, /*kAlone=*/true, /*kInPlace=*/true>(recv);
 }
 
 struct CombineKernels {
@@ -60,10 +54,10 @@ struct CombineKernels {
   }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {
-    preload_combine_kernel(ll_combine_kernel<kSend, kRecv, kRdma>);
-    if constexpr (kSend && kRecv && !kRdma) preload_combine_kernel(ll_combine_in_place_kernel);
+    preload_ll_kernel(ll_combine_kernel<kSend, kRecv, kRdma>);
+    if constexpr (kSend && kRecv && !kRdma) preload_ll_kernel(ll_combine_in_place_kernel);
   }
-  static void preload_alone() { preload_combine_kernel(ll_combine_alone_kernel); }
+  static void preload_alone() { preload_ll_kernel(ll_combine_alone_kernel); }
 };
 
 }  // namespace

@@ -2,7 +2,8 @@
 // then for each of its tokens finds the row of every top-k slot in its owner's
 // published outputs (begin from the owner's layout + the slot's rank) and writes the
 // weighted sum, accumulated in fp32 in slot order and rounded to bf16 once. Slots whose
-// owner is masked contribute nothing. Ends with the done barrier.
+// owner is masked contribute nothing. Ends with the done barrier. A rank alone (kAlone)
+// has no `ready` to wait for and no barrier.
 #pragma once
 #include <cstdint>
 
@@ -51,8 +52,8 @@ __device__ __forceinline__ HomeEntry load_home_entry(const LlCombineRecvParams& 
   return h;
 }
 
-// One warp, after the owners' `ready`: the rows (in slot order) of a token's entries, into
-// batch entry j.
+// One warp, after the owners' `ready` (alone: none): the rows (in slot order) of a token's
+// entries, into batch entry j.
 template <bool kRdma, bool kAlone>
 __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned arrived, const HomeEntry& h,
                                           CombineBatch& batch, int j, int lane) {
@@ -189,10 +190,12 @@ __device__ __forceinline__ void sum_item(const LlCombineRecvParams& p, const Com
 // Every block of the kernel: items (token, channel range) in batches (the rows of a batch
 // are resolved together, one warp per item, before any is summed), then the done barrier.
 // kAlone: this rank is alone and its rows are ready (LlPhases::kAlone): no flag to wait for
-// or signal (see ll_mark_entered), so none of that code is in the kernel. kInPlace: every
-// owner's rows are its x, read in place (never LogFMT).
-template <bool kRdma, bool kAlone = false, bool kInPlace = kAlone>
+// or signal (see ll_mark_entered), so none of that code is in the kernel. kInPlace: this
+// rank's rows are in place, so the call is not LogFMT (a peer's format is checked against
+// ours with the shape).
+template <bool kRdma, bool kAlone = false, bool kInPlace = false>
 __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams& p) {
+  static_assert(!(kRdma && (kAlone || kInPlace)), "rows in place have no RDMA peer");
   __shared__ CombineBatch batch;
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = kAlone ? 0 : ll_op_epoch(ctx);  // alone: moved on at entry, never read
@@ -220,7 +223,7 @@ __device__ __forceinline__ void ll_combine_recv_phase(const LlCombineRecvParams&
   bool failed = arrivals.failed;
   bool checked = kAlone;  // block-uniform, like failed (alone: no peer shape to check)
   if (!failed) {
-    // Rows in place are never LogFMT (it is staged).
+    // Rows in place are never LogFMT (it is staged), nor, then, any peer's (the shape check).
     const bool logfmt = !kInPlace && ctx.shape.format == static_cast<int>(protocol::LlFormat::kLogFmt);
     for (int first = blockIdx.x; first < num_items; first += gridDim.x * kLlCombineBatch) {
 #pragma unroll

@@ -92,7 +92,7 @@ __device__ __forceinline__ void push_plan(const LlCombineSendParams& p, unsigned
 // LogFMT, no RDMA peer), so none of the staging code is in the kernel.
 template <bool kRdma, bool kInPlace = false>
 __device__ __forceinline__ void ll_combine_send_phase(const LlCombineSendParams& p) {
-  static_assert(!(kRdma && kInPlace));
+  static_assert(!(kRdma && kInPlace), "rows in place have no RDMA peer");
   const LlContext& ctx = p.ctx;
   const std::uint64_t epoch = ll_op_epoch(ctx);
   std::uint8_t* half = ll_half(ctx, ctx.rank);

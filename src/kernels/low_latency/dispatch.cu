@@ -33,14 +33,6 @@ __global__ void __launch_bounds__(kLlThreads, kLlMinBlocksPerSm)
   ll_direct_dispatch<kAlone>(send, recv);
 }
 
-// Lets `kernel` take kLlDispatchSharedBytes of dynamic shared memory, and loads it.
-template <typename Kernel>
-void preload_dispatch_kernel(Kernel kernel) {
-  MOE_EP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kLlDispatchSharedBytes));
-  cudaFuncAttributes attributes;
-  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
-}
-
 struct DispatchKernels {
   template <bool kSend, bool kRecv, bool kRdma>
   static void launch(const LlDispatchSendParams& send, const LlDispatchRecvParams& recv, int num_blocks,
@@ -60,10 +52,10 @@ struct DispatchKernels {
   }
   template <bool kSend, bool kRecv, bool kRdma>
   static void preload() {
-    preload_dispatch_kernel(ll_dispatch_kernel<kSend, kRecv, kRdma>);
-    if constexpr (kSend && kRecv && !kRdma) preload_dispatch_kernel(ll_dispatch_direct_kernel<false>);
+    preload_ll_kernel(ll_dispatch_kernel<kSend, kRecv, kRdma>, kLlDispatchSharedBytes);
+    if constexpr (kSend && kRecv && !kRdma) preload_ll_kernel(ll_dispatch_direct_kernel<false>, kLlDispatchSharedBytes);
   }
-  static void preload_alone() { preload_dispatch_kernel(ll_dispatch_direct_kernel<true>); }
+  static void preload_alone() { preload_ll_kernel(ll_dispatch_direct_kernel<true>, kLlDispatchSharedBytes); }
 };
 
 }  // namespace

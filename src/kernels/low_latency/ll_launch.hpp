@@ -5,6 +5,7 @@
 // peers pick.
 #pragma once
 #include <cstdlib>
+#include <stdexcept>
 #include <utility>
 
 #include <cuda_runtime_api.h>
@@ -46,17 +47,32 @@ void launch_ll_phases(LlPhases phases, const Send& send, const Recv& recv, int n
   switch (phases) {
     case LlPhases::kSend: return Kernels::template launch<true, false, kRdma>(send, recv, num_blocks, stream);
     case LlPhases::kRecv: return Kernels::template launch<false, true, kRdma>(send, recv, num_blocks, stream);
-    case LlPhases::kBoth:
-    case LlPhases::kAlone: return Kernels::template launch<true, true, kRdma>(send, recv, num_blocks, stream);
+    case LlPhases::kBoth: return Kernels::template launch<true, true, kRdma>(send, recv, num_blocks, stream);
+    case LlPhases::kAlone: break;  // launch_ll_variant's
   }
 }
 
 template <typename Kernels, typename Send, typename Recv>
 void launch_ll_variant(bool rdma, LlPhases phases, const Send& send, const Recv& recv, int num_blocks,
                        cudaStream_t stream) {
-  if (phases == LlPhases::kAlone && !rdma) return Kernels::launch_alone(send, recv, num_blocks, stream);
+  if (phases == LlPhases::kAlone) {
+    // Its kernel holds no peer's code: a call with peers would run it wrongly.
+    if (rdma || send.ctx.num_ranks != 1) throw std::logic_error("moe_ep: LlPhases::kAlone for a rank with peers");
+    return Kernels::launch_alone(send, recv, num_blocks, stream);
+  }
   if (rdma) return launch_ll_phases<Kernels, true>(phases, send, recv, num_blocks, stream);
   launch_ll_phases<Kernels, false>(phases, send, recv, num_blocks, stream);
+}
+
+// Loads `kernel` (the constructor loads every kernel up front), letting it take
+// `max_shared_bytes` of dynamic shared memory if not 0.
+template <typename Kernel>
+void preload_ll_kernel(Kernel kernel, int max_shared_bytes = 0) {
+  if (max_shared_bytes > 0) {
+    MOE_EP_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, max_shared_bytes));
+  }
+  cudaFuncAttributes attributes;
+  MOE_EP_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
 }
 
 template <typename Kernels>
