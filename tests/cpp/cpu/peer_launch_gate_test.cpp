@@ -16,6 +16,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kBound{20};
+// Calls that may wait 15 ms for no fault of the gate: more ranks than cores (CI has two)
+// and the OS can leave a thread off a core that long. A gate whose counts drifted makes
+// nearly every call of a round wait instead.
+constexpr int kSchedulerDelays = 2;
 
 // Runs `calls` gated calls on each of `ranks` threads; before_call(rank, i) runs first.
 // Returns how many calls waited at least 15 ms.
@@ -39,7 +43,7 @@ int slow_calls(PeerLaunchGate& gate, int ranks, int calls, Before before_call) {
 
 TEST(PeerLaunchGate, RanksCallingTogetherNeverWaitForTheBound) {
   PeerLaunchGate gate(4);
-  EXPECT_EQ(slow_calls(gate, 4, 200, [](int, int) {}), 0);
+  EXPECT_LE(slow_calls(gate, 4, 200, [](int, int) {}), kSchedulerDelays);
 }
 
 TEST(PeerLaunchGate, OneStallCostsOneWaitAndTheCountsStayAligned) {
@@ -50,7 +54,7 @@ TEST(PeerLaunchGate, OneStallCostsOneWaitAndTheCountsStayAligned) {
   });
   EXPECT_LE(slow, 2) << "a stall made later calls wait too: the counts drifted";
   // Aligned afterwards: a further round passes at once.
-  EXPECT_EQ(slow_calls(gate, 2, 50, [](int, int) {}), 0);
+  EXPECT_LE(slow_calls(gate, 2, 50, [](int, int) {}), kSchedulerDelays);
 }
 
 TEST(PeerLaunchGate, ARankThatStoppedCallingIsWaitedForOnceAndResetRealigns) {
@@ -71,7 +75,7 @@ TEST(PeerLaunchGate, ARankThatStoppedCallingIsWaitedForOnceAndResetRealigns) {
   EXPECT_LE(slow.load(), 2);
   // After a reset of every rank, all three call together again without waiting.
   for (int r = 0; r < 3; ++r) gate.reset(r);
-  EXPECT_EQ(slow_calls(gate, 3, 50, [](int, int) {}), 0);
+  EXPECT_LE(slow_calls(gate, 3, 50, [](int, int) {}), kSchedulerDelays);
 }
 
 TEST(PeerLaunchGate, ALoneRankNeverWaits) {
