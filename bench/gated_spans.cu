@@ -2,6 +2,8 @@
 #include "gated_spans.hpp"
 
 #include <algorithm>
+#include <stdexcept>
+#include <string>
 
 #include "device/sync.cuh"
 #include "runtime/cuda_check.hpp"
@@ -11,10 +13,15 @@ namespace moe_ep::bench {
 namespace {
 
 // Launched as a programmatic dependent of the stream's last kernel: its wait returns once
-// that kernel has completed.
-__global__ void end_stamp_kernel(std::uint64_t* at) {
+// that kernel has completed. Stamps the rank's next iteration (only its stream counts them).
+// One stamp too many is counted (span_us raises it), not written.
+__global__ void end_stamp_kernel(std::uint64_t* rank_ends, int num_ranks, std::uint32_t num_iterations,
+                                 std::uint32_t* stamped) {
   device::wait_prior_grid();
-  *at = device::global_timer_ns();
+  const std::uint64_t now = device::global_timer_ns();
+  const std::uint32_t iteration = *stamped;
+  *stamped = iteration + 1;
+  if (iteration < num_iterations) rank_ends[static_cast<std::size_t>(iteration) * num_ranks] = now;
 }
 
 }  // namespace
@@ -23,11 +30,12 @@ GatedSpans::GatedSpans(int num_ranks, int num_iterations)
     : num_ranks_(num_ranks),
       num_iterations_(num_iterations),
       opened_(static_cast<std::size_t>(num_iterations)),
-      ends_(static_cast<std::size_t>(num_iterations) * num_ranks) {}
+      ends_(static_cast<std::size_t>(num_iterations) * num_ranks),
+      stamped_(std::vector<std::uint32_t>(static_cast<std::size_t>(num_ranks), 0)) {}
 
-void GatedSpans::rank_end(int rank, int iteration, cudaStream_t stream) {
-  runtime::launch_programmatic(true, end_stamp_kernel, dim3(1), dim3(1), 0, stream,
-                               ends_.get() + iteration * num_ranks_ + rank);
+void GatedSpans::rank_end(int rank, cudaStream_t stream) {
+  runtime::launch_programmatic(true, end_stamp_kernel, dim3(1), dim3(1), 0, stream, ends_.get() + rank, num_ranks_,
+                               static_cast<std::uint32_t>(num_iterations_), stamped_.get() + rank);
 }
 
 void GatedSpans::open(const LaunchGate& gate, std::uint32_t epoch, int iteration) {
@@ -35,6 +43,12 @@ void GatedSpans::open(const LaunchGate& gate, std::uint32_t epoch, int iteration
 }
 
 std::vector<double> GatedSpans::span_us(int first_iteration) const {
+  for (const std::uint32_t count : stamped_.download()) {
+    if (count != static_cast<std::uint32_t>(num_iterations_)) {
+      throw std::runtime_error("gated spans: a rank stamped " + std::to_string(count) + " ends of " +
+                               std::to_string(num_iterations_) + " iterations");
+    }
+  }
   const std::vector<std::uint64_t> opened = opened_.download(), ends = ends_.download();
   std::vector<double> out;
   for (int it = first_iteration; it < num_iterations_; ++it) {

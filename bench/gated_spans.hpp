@@ -10,6 +10,9 @@
 // of 4; the gate spread-events and start-spread rows), and one recorded on the gate's
 // stream is late by the open kernel's launch (about 5 us) if recorded before it, and may
 // come after the first rank kernel started if recorded after it.
+// Each rank counts its stamps on the device (its n-th stamp is iteration n), so a stamp
+// captured in a CUDA graph with the gate's hold and the op lands in the next iteration at
+// every replay.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -26,13 +29,15 @@ class GatedSpans {
  public:
   GatedSpans(int num_ranks, int num_iterations);
 
-  // From the rank's thread, once it enqueued the op behind the gate's hold on `stream`.
-  void rank_end(int rank, int iteration, cudaStream_t stream);
+  // From the rank's thread, once it enqueued the op behind the gate's hold on `stream`:
+  // stamps the end of the rank's next iteration (each rank stamps once per iteration).
+  void rank_end(int rank, cudaStream_t stream);
   // From one thread once every rank called rank_end for this iteration: opens the gate
   // (epoch as for LaunchGate::open), stamping the release.
   void open(const LaunchGate& gate, std::uint32_t epoch, int iteration);
   // Microseconds of each iteration from `first_iteration` on (earlier ones: warm-up),
-  // after LaunchGate::check() and every rank stream's synchronization.
+  // after LaunchGate::check() and every rank stream's synchronization. Throws unless every
+  // rank stamped every iteration.
   std::vector<double> span_us(int first_iteration) const;
   // Their statistics, each span divided by `per` (ops in one span).
   Stats stats(int first_iteration, int per = 1) const;
@@ -41,6 +46,7 @@ class GatedSpans {
   int num_ranks_, num_iterations_;
   test::DeviceArray<std::uint64_t> opened_;  // [iteration]: the gate's release (ns)
   test::DeviceArray<std::uint64_t> ends_;    // [iteration][rank]: the rank's op ended (ns)
+  test::DeviceArray<std::uint32_t> stamped_;  // [rank]: iterations stamped so far
 };
 
 }  // namespace moe_ep::bench

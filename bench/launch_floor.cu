@@ -12,6 +12,7 @@
 #include "launch_gate.hpp"
 #include "runtime/cuda_check.hpp"
 #include "runtime/programmatic_launch.hpp"
+#include "support/captured_graph.hpp"
 #include "support/device_array.hpp"
 
 namespace moe_ep::bench {
@@ -69,14 +70,14 @@ Stats measure_launch_floor(int iterations) {
 }
 
 Stats measure_gated_start_spread(int num_streams, int rounds, bool timing_events) {
-  const LaunchGate gate;
+  const LaunchGate gate(num_streams);
   std::vector<runtime::Stream> streams(num_streams);
   std::vector<cudaEvent_t> events(num_streams, nullptr);
   for (auto& e : events) MOE_EP_CUDA_CHECK(cudaEventCreate(&e));
   test::DeviceArray<std::uint64_t> starts(static_cast<std::size_t>(num_streams) * rounds);
   for (int round = 0; round < rounds; ++round) {
     for (int s = 0; s < num_streams; ++s) {
-      gate.hold(streams[s].get(), round + 1);
+      gate.hold(streams[s].get(), s);
       if (timing_events) MOE_EP_CUDA_CHECK(cudaEventRecord(events[s], streams[s].get()));
       record_start<<<16, 128, 0, streams[s].get()>>>(starts.get() + round * num_streams + s);
       MOE_EP_CHECK_LAUNCH();
@@ -96,16 +97,26 @@ Stats measure_gated_start_spread(int num_streams, int rounds, bool timing_events
   return stats_of(spreads);
 }
 
-Stats measure_gated_launch_floor(int num_streams, int rounds) {
-  const LaunchGate gate;
+Stats measure_gated_launch_floor(int num_streams, int rounds, bool in_graph) {
+  const LaunchGate gate(num_streams);
   std::vector<runtime::Stream> streams(num_streams);
   GatedSpans spans(num_streams, rounds);
+  // What a stream runs per round: as an LL op runs (ll_rounds.cpp), the kernel launched as
+  // LL kernels launch (ll_launch.hpp).
+  auto gated = [&](int s) {
+    gate.hold(streams[s].get(), s);
+    runtime::launch_programmatic(true, empty_kernel, dim3(16), dim3(32), 0, streams[s].get());
+    spans.rank_end(s, streams[s].get());
+  };
+  std::vector<test::CapturedGraph> graphs(in_graph ? num_streams : 0);
+  for (int s = 0; s < static_cast<int>(graphs.size()); ++s) graphs[s].capture(streams[s].get(), [&] { gated(s); });
   for (int round = 0; round < rounds; ++round) {
     for (int s = 0; s < num_streams; ++s) {
-      gate.hold(streams[s].get(), round + 1);
-      // As LL kernels launch (ll_launch.hpp).
-      runtime::launch_programmatic(true, empty_kernel, dim3(16), dim3(32), 0, streams[s].get());
-      spans.rank_end(s, round, streams[s].get());
+      if (in_graph) {
+        graphs[s].launch(streams[s].get());
+      } else {
+        gated(s);
+      }
     }
     spans.open(gate, round + 1, round);
     for (auto& stream : streams) MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream.get()));
@@ -119,7 +130,7 @@ Stats measure_gated_launch_floor(int num_streams, int rounds) {
 namespace moe_ep::bench {
 
 Stats measure_gated_sync_floor(int num_streams, int rounds, int kernels, int barriers) {
-  const LaunchGate gate;
+  const LaunchGate gate(num_streams);
   std::vector<runtime::Stream> streams(num_streams);
   GatedSpans spans(num_streams, rounds);
   test::DeviceArray<std::uint64_t> flags(static_cast<std::size_t>(kFlagsPerRow) * num_streams);
@@ -129,13 +140,13 @@ Stats measure_gated_sync_floor(int num_streams, int rounds, int kernels, int bar
   MOE_EP_CUDA_CHECK(cudaDeviceSynchronize());
   for (int round = 0; round < rounds; ++round) {
     for (int s = 0; s < num_streams; ++s) {
-      gate.hold(streams[s].get(), round + 1);
+      gate.hold(streams[s].get(), s);
       for (int k = 0; k < kernels; ++k) {  // as LL kernels launch (ll_launch.hpp)
         const std::uint64_t first_tag = (static_cast<std::uint64_t>(round) * kernels + k) * barriers + 1;
         runtime::launch_programmatic(true, sync_kernel, dim3(16), dim3(32), 0, streams[s].get(), flags.get(),
                                      num_streams, s, first_tag, barriers, expiry.get());
       }
-      spans.rank_end(s, round, streams[s].get());
+      spans.rank_end(s, streams[s].get());
     }
     spans.open(gate, round + 1, round);
     for (auto& stream : streams) MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream.get()));

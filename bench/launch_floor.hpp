@@ -15,7 +15,9 @@ Stats measure_launch_floor(int iterations);
 Stats measure_gated_start_spread(int num_streams, int rounds, bool timing_events = false);
 // An empty 16-block kernel on each of N streams held by one gate, launched and timed as the
 // LL rounds launch and time their ops (programmatic launch, GatedSpans): their floor.
-Stats measure_gated_launch_floor(int num_streams, int rounds);
+// in_graph: each stream's hold, kernel and end stamp in one CUDA graph, as the LL rounds
+// in graphs run them.
+Stats measure_gated_launch_floor(int num_streams, int rounds, bool in_graph = false);
 // The same with `kernels` kernels per stream, each making `barriers` all-to-all flag
 // hand-offs among the N streams and nothing else: the synchronization floor of LL ops
 // (an op signals and awaits `ready`, then `done`).

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <stdexcept>
+#include <string>
 
 #include "device/sync.cuh"
 #include "runtime/cuda_check.hpp"
@@ -10,9 +11,12 @@
 namespace moe_ep::bench {
 namespace {
 
-// One thread polls the epoch that open_kernel writes (device memory: L2 hits).
-__global__ void hold_kernel(const volatile std::uint32_t* opened, std::uint32_t epoch, std::uint64_t timeout_ns,
+// One thread counts the holder's hold and polls for its epoch, which open_kernel writes
+// (device memory: L2 hits). Only the holder's stream touches its count.
+__global__ void hold_kernel(const volatile std::uint32_t* opened, std::uint32_t* holds, std::uint64_t timeout_ns,
                             std::uint32_t* expired_mapped) {
+  const std::uint32_t epoch = *holds + 1;
+  *holds = epoch;
   const std::uint64_t start = device::global_timer_ns();
   while (*opened < epoch) {
     if (device::global_timer_ns() - start > timeout_ns) {
@@ -34,8 +38,13 @@ __global__ void open_kernel(volatile std::uint32_t* opened, std::uint32_t epoch,
 
 }  // namespace
 
-LaunchGate::LaunchGate(std::uint64_t timeout_ns)
-    : opened_(sizeof(std::uint32_t)), opened_at_(sizeof(std::uint64_t)), expired_(sizeof(std::uint32_t)), timeout_ns_(timeout_ns) {
+LaunchGate::LaunchGate(int num_holders, std::uint64_t timeout_ns)
+    : opened_(sizeof(std::uint32_t)),
+      opened_at_(sizeof(std::uint64_t)),
+      holds_(sizeof(std::uint32_t) * static_cast<std::size_t>(num_holders)),
+      num_holders_(num_holders),
+      expired_(sizeof(std::uint32_t)),
+      timeout_ns_(timeout_ns) {
   *static_cast<std::uint32_t*>(expired_.host()) = 0;
   // Load both kernels now: a lazy load at the first hold() could wait for running kernels.
   cudaFuncAttributes attributes{};
@@ -47,8 +56,12 @@ LaunchGate::LaunchGate(std::uint64_t timeout_ns)
   MOE_EP_CUDA_CHECK(cudaStreamSynchronize(opener_.get()));
 }
 
-void LaunchGate::hold(cudaStream_t stream, std::uint32_t epoch) const {
-  hold_kernel<<<1, 1, 0, stream>>>(static_cast<const std::uint32_t*>(opened_.get()), epoch, timeout_ns_,
+void LaunchGate::hold(cudaStream_t stream, int holder) const {
+  if (holder < 0 || holder >= num_holders_) {
+    throw std::out_of_range("launch gate: holder " + std::to_string(holder) + " of " + std::to_string(num_holders_));
+  }
+  hold_kernel<<<1, 1, 0, stream>>>(static_cast<const std::uint32_t*>(opened_.get()),
+                                   static_cast<std::uint32_t*>(holds_.get()) + holder, timeout_ns_,
                                    static_cast<std::uint32_t*>(expired_.device()));
   MOE_EP_CHECK_LAUNCH();
 }

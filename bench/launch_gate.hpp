@@ -4,6 +4,8 @@
 // lives in device memory and a one-thread kernel on the gate's own stream writes it, so
 // every held stream sees it within a fraction of a microsecond. A hold gives up after a
 // bound (a call that blocked on the host while its stream was held); check() raises that.
+// Each holder (a rank's stream) counts its own holds on the device (its n-th hold waits for
+// epoch n), so a hold captured in a CUDA graph waits for the next epoch at every replay.
 #pragma once
 #include <cstdint>
 
@@ -15,9 +17,11 @@ namespace moe_ep::bench {
 
 class LaunchGate {
  public:
-  explicit LaunchGate(std::uint64_t timeout_ns = 2'000'000'000ull);  // on the current device
-  // Enqueues a wait until open(epoch) (epochs increase; every rank uses the same ones).
-  void hold(cudaStream_t stream, std::uint32_t epoch) const;
+  // On the current device, for holders 0 .. num_holders - 1.
+  explicit LaunchGate(int num_holders, std::uint64_t timeout_ns = 2'000'000'000ull);
+  // Enqueues the holder's next hold: its n-th (from 1) waits until open(n). Every holder
+  // holds once per open, so the host's epoch count matches each holder's.
+  void hold(cudaStream_t stream, int holder) const;
   // From one host thread, once every rank has enqueued its hold for `epoch`; stamps the
   // global timer (ns) of the release into `opened_at` (device memory) if given.
   void open(std::uint32_t epoch, std::uint64_t* opened_at = nullptr) const;
@@ -29,6 +33,8 @@ class LaunchGate {
  private:
   runtime::DeviceAllocation opened_;     // uint32: the last opened epoch
   runtime::DeviceAllocation opened_at_;  // uint64: when it was opened (global timer, ns)
+  runtime::DeviceAllocation holds_;      // uint32 [holder]: the holds enqueued so far
+  int num_holders_;
   runtime::HostMappedAllocation expired_;  // uint32: a hold gave up
   runtime::Stream opener_;
   std::uint64_t timeout_ns_;

@@ -22,8 +22,7 @@ constexpr Target kTargets[] = {
     {"ll-v3-bf16", 8, "ll-disp", true, false, 0.5, "efficiency"},
     {"ll-v3-bf16", 8, "ll-comb", true, false, 0.5, "efficiency"},
     {"ll-v3-t1", 8, "ll-pair", false, true, 20.0, "us, one cold pair"},
-    {"ll-v3-t1", 8, "ll-period", false, true, 20.0, "us per pair, back to back"},
-    {"ll-v3-t1", 8, "ll-step", false, true, 20.0, "us per pair, 8 pairs in one graph"},
+    {"ll-v3-t1", 8, "ll-period", false, true, 20.0, "us per pair, 8 back to back"},
     {"ll-v3-e288", 1, "ll-disp", false, true, 10.0, "us, gate to last end (DeepEP 19.0 kernel time)"},
     {"ll-v3-e288", 1, "ll-comb", false, true, 12.0, "us, gate to last end (DeepEP 25.2 kernel time)"},
 };

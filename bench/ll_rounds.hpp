@@ -5,20 +5,18 @@
 // the dispatch alone (L2 flushed before), the combine alone, a dispatch + combine chained
 // (L2 flushed before: a cold pair), and kLlPeriodPairs such pairs back to back (L2 flushed
 // before the first; every pair on the round's inputs, as a decode step's layers follow
-// each other: the period of a pair). Input sets rotate by round. The same rounds time
-// eager calls and CUDA-graph replays of them; with graphs a round ends with one more: a
-// graph per rank holding kLlPeriodPairs pairs (a decode step captured whole, as engines
-// do: no graph launch between its kernels; L2 flushed before), whose outputs the check
-// after the loop then sees.
+// each other: the period of a pair). Input sets rotate by round.
+// The same rounds run eagerly or in CUDA graphs: a graph per rank, input set and timed op
+// holds the gate's hold, the op's calls and the end stamp, so its kernels follow each other
+// as in an engine's captured decode step (programmatic edges between the graph's kernels),
+// and the graph's own launch, like an eager call's host launch, comes before the gate opens.
 #pragma once
 #include <cstdint>
 #include <functional>
-#include <vector>
 
 #include <cuda_runtime_api.h>
 
 #include "gated_spans.hpp"
-#include "support/captured_graph.hpp"
 #include "support/rank_threads.hpp"
 
 namespace moe_ep::bench {
@@ -27,7 +25,6 @@ namespace moe_ep::bench {
 using LlEnqueue = std::function<void(int rank, int set, cudaStream_t stream)>;
 struct LlOps {
   LlEnqueue dispatch, combine;
-  LlEnqueue step;  // optional: kLlPeriodPairs pairs in one go (a graph of a decode step)
 };
 
 struct LlRoundSpans {
@@ -35,31 +32,24 @@ struct LlRoundSpans {
       : dispatch(num_ranks, num_rounds),
         combine(num_ranks, num_rounds),
         pair(num_ranks, num_rounds),
-        step(num_ranks, num_rounds),
         period(num_ranks, num_rounds) {}
-  GatedSpans dispatch, combine, pair, step, period;  // step, period: kLlPeriodPairs pairs
+  GatedSpans dispatch, combine, pair, period;  // period: kLlPeriodPairs pairs
 };
 
 // The timed ops of a round, in order.
-enum class LlTimedOp : int { kDispatch = 0, kCombine = 1, kPair = 2, kPeriod = 3, kStep = 4 };
-inline constexpr LlTimedOp kLlLastTimedOp = LlTimedOp::kPeriod;  // the last that every round times
+enum class LlTimedOp : int { kDispatch = 0, kCombine = 1, kPair = 2, kPeriod = 3 };
+inline constexpr int kLlTimedOps = 4;
+inline constexpr LlTimedOp kLlLastTimedOp = LlTimedOp::kPeriod;
 inline constexpr int kLlPeriodPairs = 8;  // pairs chained in a kPeriod op
 // Called on rank 0's thread once every rank's stream finished a timed op, with the global
 // timer (ns) when its gate opened.
 using LlAfterOp = std::function<void(LlTimedOp op, int round, std::uint64_t opened_ns)>;
 
+enum class LlLaunch { kEager, kGraph };
+
 // Runs num_rounds rounds (spans made for as many) on every rank's thread; a rank that
 // fails leaves the barrier so its peers end too (their waits expire), then it rethrows.
-void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const LlOps& ops, LlRoundSpans& spans,
-                    const LlAfterOp& after_op = {});
-
-// Per rank and set, a graph of the dispatch, one of the combine (captured in that order),
-// and one of kLlPeriodPairs pairs chained.
-struct LlGraphs {
-  test::CapturedGraph dispatch, combine, step;
-};
-std::vector<std::vector<LlGraphs>> capture_ll_graphs(test::Cluster& cluster, int num_sets, const LlOps& ops);
-// Ops that replay those graphs (step included).
-LlOps replay_ops(const std::vector<std::vector<LlGraphs>>& graphs);
+void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const LlOps& ops, LlLaunch launch,
+                    LlRoundSpans& spans, const LlAfterOp& after_op = {});
 
 }  // namespace moe_ep::bench

@@ -3,9 +3,9 @@
 // started on every rank together (LaunchGate) with the L2 flushed (not before the combine),
 // timed from the gate's release to the last rank's end on the GPU's global timer
 // (GatedSpans: per-stream CUDA events would serialize the ranks' launches), input sets
-// rotating; median and p99 over the rounds after warm-up. Then the same with every call
-// captured in a CUDA graph and replayed. After each timing loop the outputs of its last
-// round are checked against the CPU reference.
+// rotating; median and p99 over the rounds after warm-up. Then the same inside CUDA graphs
+// (ll_rounds.hpp). After each timing loop the outputs of its last round are checked
+// against the CPU reference.
 // Floors count the unavoidable HBM traffic (ll_traffic.hpp) over the copy bandwidth.
 #include "low_latency_bench.hpp"
 
@@ -56,10 +56,8 @@ void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_s
       {"ll-comb", spans.combine, 1, traffic.combine_floor_bytes, traffic.combine_logical_bytes},
       {"ll-pair", spans.pair, 1, pair_floor_bytes, 0},
       {"ll-period", spans.period, kLlPeriodPairs, pair_floor_bytes, 0},
-      {"ll-step", spans.step, kLlPeriodPairs, pair_floor_bytes, 0},
   };
   for (const Op& op : ops) {
-    if (&op.spans == &spans.step && !graph) continue;  // a step is one graph
     Row row;
     row.bench = std::string(op.name) + (graph ? "-g" : "");
     row.problem = problem.name;
@@ -69,7 +67,7 @@ void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_s
     row.logical_gbps_per_rank = op.logical_bytes / (row.time_us.median * 1e-6) / 1e9;
     row.floor_us = op.floor_bytes / copy_bandwidth * 1e6;
     row.efficiency = row.floor_us / row.time_us.median;
-    row.note = graph ? "graph replay" : "eager";
+    row.note = graph ? "in a graph" : "eager";
     row.metrics = {{"graph", graph ? 1 : 0},
                    {"num_tokens_per_rank", problem.num_tokens},
                    {"pairs_per_rank", traffic.pairs_per_rank},
@@ -83,10 +81,7 @@ void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_s
     if (&op.spans == &spans.pair) row.note += ", dispatch+combine chained (cold: L2 flushed)";
     if (&op.spans == &spans.period) {
       row.note += ", per pair of " + std::to_string(kLlPeriodPairs) + " chained back to back";
-      if (graph) row.note += " (a graph per op)";
-    }
-    if (&op.spans == &spans.step) {
-      row.note += ", per pair of " + std::to_string(kLlPeriodPairs) + " in one graph (a decode step)";
+      if (graph) row.note += " (a decode step)";
     }
     report.add(row);
   }
@@ -154,27 +149,26 @@ void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProble
   std::vector<LlRankArrays> io;
   io.reserve(num_ranks);
   for (int r = 0; r < num_ranks; ++r) io.emplace_back(workload, r);
-  const LlOps eager{[&](int r, int set, cudaStream_t stream) {
+  const LlOps ops{[&](int r, int set, cudaStream_t stream) {
                       cluster.buffers[r]->low_latency_dispatch(io[r].dispatch_args(set, stream),
                                                                io[r].dispatch_outputs(), io[r].handle);
                     },
                     [&](int r, int set, cudaStream_t stream) {
                       cluster.buffers[r]->low_latency_combine(io[r].combine_args(set, stream), io[r].handle);
-                    },
-                    {}};  // eager pairs back to back are the period
+                    }};
 
   LlRoundSpans eager_spans(num_ranks, num_rounds);
-  time_ll_rounds(cluster, kInputSets, num_rounds, eager, eager_spans, trace_ops(num_ranks, num_rounds, problem, "eager"));
+  time_ll_rounds(cluster, kInputSets, num_rounds, ops, LlLaunch::kEager, eager_spans,
+                 trace_ops(num_ranks, num_rounds, problem, "eager"));
   check_ll_round(expected, io);
   add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, eager_spans, false);
   // Each round calls each op 2 + kLlPeriodPairs times.
   add_wait_rows(report, problem, num_ranks, io, (2 + kLlPeriodPairs) * num_rounds);
 
   for (LlRankArrays& rank : io) rank.poison_outputs();  // the graph phase's check sees only its own outputs
-  const auto graphs = capture_ll_graphs(cluster, kInputSets, eager);
   LlRoundSpans graph_spans(num_ranks, num_rounds);
-  time_ll_rounds(cluster, kInputSets, num_rounds, replay_ops(graphs), graph_spans,
-                 trace_ops(num_ranks, num_rounds, problem, "graph replay"));
+  time_ll_rounds(cluster, kInputSets, num_rounds, ops, LlLaunch::kGraph, graph_spans,
+                 trace_ops(num_ranks, num_rounds, problem, "in a graph"));
   check_ll_round(expected, io);
   add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, graph_spans, true);
 }

@@ -96,6 +96,10 @@ int main(int argc, char** argv) {
       gated.time_us = measure_gated_launch_floor(r, 50);
       gated.note = "empty kernels on N gated streams, timed as the LL rows are: their floor";
       report.add(gated);
+      gated.problem = "gated-empty-g";
+      gated.time_us = measure_gated_launch_floor(r, 50, /*in_graph=*/true);
+      gated.note = "the same in a graph per stream, as the LL -g rows: their floor";
+      report.add(gated);
       if (r > 1) {
         gated.problem = "gated-sync-pair";
         gated.time_us = measure_gated_sync_floor(r, 50, /*kernels=*/2, /*barriers=*/2);
