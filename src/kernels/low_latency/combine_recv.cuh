@@ -10,6 +10,7 @@
 #include <cuda_bf16.h>
 
 #include "device/bf16_vector.cuh"
+#include "device/read_once.cuh"
 #include "kernels/low_latency/ll_collective.cuh"
 #include "kernels/low_latency/logfmt.cuh"
 
@@ -121,10 +122,11 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
 
 // Channels [c + 2048 u, + 8) for u < kLlCombineColumns (those below `end`) of the weighted
 // sum, BF16 rows: the loads of up to 8 rows of every column are issued before the first
-// use, so one thread keeps 16 in flight.
+// use, so one thread keeps 16 in flight. Each row is read once (device/read_once.cuh).
 __device__ __forceinline__ void sum_bf16(const std::uint8_t* const* rows, const float* weights, int count, int c,
                                          int end, float (&acc)[kLlCombineColumns][8]) {
   constexpr int kGroup = 8;
+  const std::uint64_t policy = device::l2_evict_first_policy();
   constexpr int kStride = kLlThreads * 8;
   for (int k0 = 0; k0 < count; k0 += kGroup) {
     int4 raw[kLlCombineColumns][kGroup];
@@ -133,7 +135,7 @@ __device__ __forceinline__ void sum_bf16(const std::uint8_t* const* rows, const 
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
         if (k0 + g < count && c + u * kStride < end) {
-          raw[u][g] = *reinterpret_cast<const int4*>(rows[k0 + g] + 2 * (c + u * kStride));
+          raw[u][g] = device::load_read_once(rows[k0 + g] + 2 * (c + u * kStride), policy);
         }
       }
     }
