@@ -15,7 +15,9 @@ class ProcessGroup final : public Group {
   int size() const override { return size_; }
   int device() const override { return device_; }
   int num_ranks_per_node() const override { return per_node_; }
-  bool shares_address_space() const override { return false; }
+  // A group of one rank lives in this process: it takes the paths of ranks that share an
+  // address space (read in place, a rank alone's kernels), as an in-process group of one.
+  bool shares_address_space() const override { return size_ == 1; }
   void allgather(const void* in, std::size_t bytes, void* out) override { fn_(in, bytes, out); }
 
  private:

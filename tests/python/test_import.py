@@ -328,6 +328,13 @@ def test_process_group_allgather_callback():
         _C.make_process_group(0, 1, 0, failing).barrier()
 
 
+def test_a_process_group_of_one_rank_shares_its_address_space():
+    # Its one rank is in this process: the in-place paths (a rank alone's kernels), as
+    # deep_ep's one-process tests run, instead of staging for peers that do not exist.
+    assert _C.make_process_group(0, 1, 0, lambda data: data).shares_address_space
+    assert not _C.make_process_group(0, 2, 0, lambda data: data).shares_address_space
+
+
 def test_in_process_group_releases_gil():
     # Two ranks meet in a host barrier from two threads: a held GIL would time out instead.
     groups = _C.make_in_process_group([0, 0], timeout_s=20.0)

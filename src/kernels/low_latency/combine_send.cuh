@@ -41,8 +41,19 @@ __device__ __forceinline__ void push_expert_row(const LlCombineSendParams& p, in
   ll_transport(ctx).put_warp(home.home, slot, own, stride, lane);
 }
 
+// Rows of local expert e that homes sent: the end of its last home's range.
+__device__ __forceinline__ int expert_row_count(const LlCombineSendParams& p, int e) {
+  const std::int64_t last = p.layout_range[e * p.ctx.num_ranks + p.ctx.num_ranks - 1];
+  return static_cast<int>((last & 0xffffffff) + (last >> 32));
+}
+
 // Valid rows of x into the half: row (e, j) keeps its index, BF16 or LogFMT (unless the
-// half already holds them: zero_copy); rows of RDMA homes are then pushed to them.
+// half already holds them: zero_copy); rows of RDMA homes are then pushed to them. Warps
+// take rows in the order (j, e), row j of every expert before any row j + 1, up to the
+// longest expert's count: the valid rows, each expert's first, spread over every warp.
+// (In (e, j) order over every slot, the valid rows fell to the warps whose slot index was
+// below the experts' counts: 2 processes on 2 H100s, ll-v3, 32 warps of 1,024 staged
+// every row.)
 template <bool kRdma>
 __device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, std::uint8_t* half, bool copy,
                                                   unsigned rdma) {
@@ -50,13 +61,18 @@ __device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, 
   const int num_local = ctx.shape.num_experts / ctx.num_ranks;
   const int slots_per_expert = ctx.num_ranks * p.max_tokens;
   const int lane = threadIdx.x % 32;
+  int longest = 0;
+  for (int e = lane; e < num_local; e += 32) longest = max(longest, expert_row_count(p, e));
+#pragma unroll
+  for (int offset = 16; offset >= 1; offset >>= 1) longest = max(longest, __shfl_xor_sync(0xffffffffu, longest, offset));
+  longest = min(longest, slots_per_expert);
   std::uint8_t* rows = half + ctx.layout.rows_offset;
-  const std::int64_t num_items = static_cast<std::int64_t>(num_local) * slots_per_expert;
-  for (std::int64_t item = blockIdx.x * kLlWarps + threadIdx.x / 32; item < num_items; item += gridDim.x * kLlWarps) {
-    const int e = static_cast<int>(item / slots_per_expert);
-    const int j = static_cast<int>(item % slots_per_expert);
-    const std::int64_t last = p.layout_range[e * ctx.num_ranks + ctx.num_ranks - 1];
-    if (j >= (last & 0xffffffff) + (last >> 32)) continue;  // past the expert's count
+  const std::int64_t num_rows = static_cast<std::int64_t>(num_local) * longest;
+  for (std::int64_t k = blockIdx.x * kLlWarps + threadIdx.x / 32; k < num_rows; k += gridDim.x * kLlWarps) {
+    const int e = static_cast<int>(k % num_local);
+    const int j = static_cast<int>(k / num_local);
+    if (j >= expert_row_count(p, e)) continue;  // past the expert's count
+    const std::int64_t item = static_cast<std::int64_t>(e) * slots_per_expert + j;
     const std::uint16_t* src = p.x + item * p.hidden;
     std::uint8_t* dst = rows + item * ctx.shape.row_stride;
     if (!copy) {

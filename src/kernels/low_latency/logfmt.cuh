@@ -47,30 +47,42 @@ __device__ __forceinline__ void warp_encode_row_logfmt(const std::uint16_t* __re
   const int num_groups = hidden / 128;
   float2* headers = reinterpret_cast<float2*>(row);
   std::uint32_t* codes = reinterpret_cast<std::uint32_t*>(row + 8 * num_groups);
-  for (int g = 0; g < num_groups; ++g) {
-    const int c = g * 128 + lane * 4;
-    const uint2 v = *reinterpret_cast<const uint2*>(x + c);
-    const std::uint32_t halves[4] = {v.x & 0xffffu, v.x >> 16, v.y & 0xffffu, v.y >> 16};
-    float amax = 0.0f, amin = __int_as_float(0x7f800000);  // +inf: no nonzero value yet
+  // Groups in batches whose loads are all issued first: one memory round trip per batch,
+  // not per group.
+  constexpr int kBatch = 4;
+  for (int g0 = 0; g0 < num_groups; g0 += kBatch) {
+    uint2 loaded[kBatch];
 #pragma unroll
-    for (int i = 0; i < 4; ++i) {
-      const float a = fabsf(bf16_bits_to_float(halves[i]));
-      amax = fmaxf(amax, a);
-      if (a > 0.0f) amin = fminf(amin, a);
+    for (int b = 0; b < kBatch; ++b) {
+      if (g0 + b < num_groups) loaded[b] = *reinterpret_cast<const uint2*>(x + (g0 + b) * 128 + lane * 4);
     }
 #pragma unroll
-    for (int offset = 16; offset >= 1; offset >>= 1) {
-      amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
-      amin = fminf(amin, __shfl_xor_sync(0xffffffffu, amin, offset));
+    for (int b = 0; b < kBatch; ++b) {
+      if (g0 + b >= num_groups) break;
+      const int g = g0 + b, c = g * 128 + lane * 4;
+      const uint2 v = loaded[b];
+      const std::uint32_t halves[4] = {v.x & 0xffffu, v.x >> 16, v.y & 0xffffu, v.y >> 16};
+      float amax = 0.0f, amin = __int_as_float(0x7f800000);  // +inf: no nonzero value yet
+#pragma unroll
+      for (int i = 0; i < 4; ++i) {
+        const float a = fabsf(bf16_bits_to_float(halves[i]));
+        amax = fmaxf(amax, a);
+        if (a > 0.0f) amin = fminf(amin, a);
+      }
+#pragma unroll
+      for (int offset = 16; offset >= 1; offset >>= 1) {
+        amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, offset));
+        amin = fminf(amin, __shfl_xor_sync(0xffffffffu, amin, offset));
+      }
+      float lmin = 0.0f, step = 0.0f;
+      if (amax > 0.0f) {
+        const float lmax = log2f(amax);
+        lmin = fmaxf(log2f(amin), lmax - kLogFmtRangeOctaves);
+        step = (lmax - lmin) / static_cast<float>(kLogFmtMaxCode - 1);
+      }
+      if (lane == 0) headers[g] = make_float2(lmin, step);
+      codes[c / 4] = amax > 0.0f ? logfmt_encode4(v, lmin, step) : 0u;
     }
-    float lmin = 0.0f, step = 0.0f;
-    if (amax > 0.0f) {
-      const float lmax = log2f(amax);
-      lmin = fmaxf(log2f(amin), lmax - kLogFmtRangeOctaves);
-      step = (lmax - lmin) / static_cast<float>(kLogFmtMaxCode - 1);
-    }
-    if (lane == 0) headers[g] = make_float2(lmin, step);
-    codes[c / 4] = amax > 0.0f ? logfmt_encode4(v, lmin, step) : 0u;
   }
 }
 
