@@ -32,6 +32,8 @@ PROBLEMS = {p.name: p for p in (
     Problem("ht-v3-bf16", 4096, 7168, 8, 256, fp8=False, low_latency=False),
     Problem("ht-v3-node-per-rank", 4096, 7168, 8, 256, fp8=True, low_latency=False, node_per_rank=True),
     Problem("ll-v3", 128, 7168, 8, 256, fp8=True, low_latency=True),
+    # DeepEP V1's low-latency anchors in BENCHMARKS.md: ll-v3 with 288 experts.
+    Problem("ll-v3-e288", 128, 7168, 8, 288, fp8=True, low_latency=True),
 )}
 
 

@@ -7,6 +7,7 @@ moe_ep raises NotImplementedError; the NCCL path and its checks still run.
 Checked against a torch reference rebuilt from every rank's inputs: the (source rank, token)
 set of every local expert's slots exactly, the values within FP8 rounding."""
 import compare_nccl as nccl
+from compare_kernel_time import kernel_times
 from compare_common import INPUT_SETS, Checks, Timer, dequantize, expert_factor, make_inputs, \
     max_over_ranks, mean_over_ranks, summarize
 
@@ -133,6 +134,7 @@ def run(ctx, problem):
             checks.close("nccl combined", n_combined, ref.combined[s], ref.tolerance[s])
             checks.settle(dist, ctx.device, f"{problem.name} {'checked run' if it == 0 else 'timed outputs'}")
     ctx.sync()
+    kernel_us = profile_ours(ctx, checks, problem, buffer, own, ref) if buffer is not None else {}
     pairs = mean_over_ranks(torch, dist, int((own["topk_idx"] >= 0).sum()), ctx.device)
     if buffer is not None:
         dist.barrier()
@@ -146,11 +148,50 @@ def run(ctx, problem):
     H = problem.hidden
     return [{"problem": problem.name, "op": op, "num_ranks": ctx.world, "logical_bytes_per_rank": nbytes,
              "valid_pairs_per_rank": pairs, "num_sms": None, "ours": stats(f"ours-{op}"),
-             "ours_skipped": skipped, "nccl": stats(f"nccl-{op}"),
+             "ours_skipped": skipped, "nccl": stats(f"nccl-{op}"), "ours_kernel_us": kernel_us.get(op),
+             "ours_kernel_graph_us": kernel_us.get(op + "_graph"),
              "nccl_parts": {"layout_exchange" if op == "dispatch" else "all_to_all":
                             stats("nccl-dispatch-layout" if op == "dispatch" else "nccl-combine-a2a")},
              "checks": checks.count}
             for op, nbytes in (("dispatch", pairs * (H + H / 32 + 16)), ("combine", pairs * 2 * H))]
+
+
+def profile_ours(ctx, checks, problem, buffer, own, ref):
+    """Our calls' kernel time as DeepEP measures its own (compare_kernel_time), on input set 0
+    with the experts' outputs fixed (DeepEP's simulated GEMM output); the last call's outputs
+    are checked; eagerly, then replayed from a CUDA graph. {op[_graph]: us, the slowest rank's}."""
+    torch, s = ctx.torch, 0
+    x, idx = own["x"][s], own["topk_idx"]
+
+    def dispatch():
+        return buffer.low_latency_dispatch(x, idx, problem.tokens, problem.experts, use_fp8=True)
+
+    recv_x = dispatch()[0]
+    y = expert(torch, dequantize(*recv_x), ctx.rank)
+    last = {}
+
+    def calls():
+        last["dispatch"] = dispatch()
+        last["combined"] = buffer.low_latency_combine(y, idx, own["topk_weights"], last["dispatch"][2])[0]
+
+    calls()  # fills `last`
+
+    def poison():
+        last["combined"].fill_(float("nan"))
+        last["dispatch"][1].fill_(-1)  # recv_count
+
+    times = {}
+    for in_graph, suffix in ((False, ""), (True, "_graph")):
+        per_rank = kernel_times(ctx, calls, ("ll_dispatch", "ll_combine"), in_graph, poison)
+        ctx.sync()
+        check_ours_recv(ctx, checks, problem, ref, s, *last["dispatch"][:3])
+        checks.close("ours combined (profiled)", last["combined"], ref.combined[s], ref.tolerance[s])
+        checks.settle(ctx.dist, ctx.device, f"{problem.name} profiled calls{suffix}")
+        if not all(per_rank.values()):
+            raise RuntimeError(f"{problem.name}: the profiler saw none of our kernels ({per_rank})")
+        slowest = max_over_ranks(torch, ctx.dist, [per_rank["ll_dispatch"], per_rank["ll_combine"]], ctx.device)
+        times.update({"dispatch" + suffix: slowest[0], "combine" + suffix: slowest[1]})
+    return times
 
 
 def route_in(torch, ref, problem, ctx):

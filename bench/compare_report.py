@@ -29,18 +29,21 @@ def print_table(rows, peer, world, gpu):
     link = peer.get("one_way_GBps")
     print(f"\nnccl_compare: {world} ranks, one per GPU ({gpu}); GB/s = logical bytes per rank (DeepEP accounting, "
           f"BENCHMARKS.md) / median of the per-iteration max over ranks; ratio = ours GB/s / NCCL GB/s; "
+          f"kernel_us = our kernels' time per call as DeepEP's tests measure (compare_kernel_time.py; low latency), "
+          f"graph_us = the same calls replayed from a CUDA graph; "
           f"peer copy = one-way GPU i -> i+1 copy of {peer.get('bytes', 0) >> 20} MiB "
           + (f"(all GPUs at once: {peer['all_at_once_GBps']:.0f} GB/s each)" if "all_at_once_GBps" in peer
              else f"({peer.get('skipped', 'not measured')})"))
     header = (f"{'problem':<11} {'op':<9} {'ours_us':>9} {'ours_GB/s':>9} {'nccl_us':>9} {'nccl_GB/s':>9} "
-              f"{'ratio':>6} {'SMs':>4} {'peer_GB/s':>9} {'of_peer':>7}")
+              f"{'ratio':>6} {'SMs':>4} {'peer_GB/s':>9} {'of_peer':>7} {'kernel_us':>9} {'graph_us':>8}")
     print(header)
     for r in rows:
         ours_us = r["ours"]["median_us"] if r["ours"] else None
         nccl_us = r["nccl"]["median_us"] if r["nccl"] else None
         print(f"{r['problem']:<11} {r['op']:<9} {_fmt(ours_us, '9.1f')} {_fmt(r['ours_GBps'], '9.1f')} "
               f"{_fmt(nccl_us, '9.1f')} {_fmt(r['nccl_GBps'], '9.1f')} {_fmt(r['ratio_ours_over_nccl'], '6.2f')} "
-              f"{_fmt(r['num_sms'], '4d')} {_fmt(link, '9.1f')} {_fmt(r['ours_fraction_of_peer_copy'], '7.2f')}")
+              f"{_fmt(r['num_sms'], '4d')} {_fmt(link, '9.1f')} {_fmt(r['ours_fraction_of_peer_copy'], '7.2f')} "
+              f"{_fmt(r.get('ours_kernel_us'), '9.1f')} {_fmt(r.get('ours_kernel_graph_us'), '8.1f')}")
 
 
 def write_json(directory, rows, peer, meta):

@@ -1,7 +1,9 @@
 """moe_ep dispatch/combine against torch.distributed.all_to_all_single (NCCL) doing the same
 token exchange, in one job, on the same tensors, one rank per GPU: ht-v3, ht-v3-bf16 (moe_ep
-Buffer.get_dispatch_layout + dispatch + combine) and ll-v3 (Buffer.low_latency_dispatch /
-low_latency_combine; skipped with the reason where moe_ep lacks them). Each problem runs
+Buffer.get_dispatch_layout + dispatch + combine), ll-v3 and ll-v3-e288 (288 experts: DeepEP's
+published anchors) (Buffer.low_latency_dispatch / low_latency_combine; skipped with the reason
+where moe_ep lacks them; their kernel time is also measured as DeepEP's tests measure it,
+compare_kernel_time.py). Each problem runs
 checked once (both paths against a torch reference rebuilt from every rank's inputs), then
 timed (CUDA events, warm-up, median over iterations of the max over ranks), then its timed
 outputs are checked again; the NVLink peer-copy bandwidth is measured in the same run.
@@ -26,7 +28,7 @@ from compare_report import enrich, print_table, write_json  # noqa: E402
 
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--problems", default="ht-v3,ht-v3-bf16,ll-v3", help=f"of {','.join(PROBLEMS)}")
+    parser.add_argument("--problems", default="ht-v3,ht-v3-bf16,ll-v3,ll-v3-e288", help=f"of {','.join(PROBLEMS)}")
     parser.add_argument("--iterations", type=int, default=50, help="timed iterations (>= 50 for reported numbers)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--drop", type=float, default=0.0, help="fraction of top-k slots set to -1")
