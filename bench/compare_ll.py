@@ -176,9 +176,11 @@ def profile_ours(ctx, checks, problem, buffer, own, ref):
 
     calls()  # fills `last`
 
-    def poison():
+    def poison():  # what the checks read: the valid slots' scales and sources, counts, the sums
         last["combined"].fill_(float("nan"))
+        last["dispatch"][0][1].fill_(float("nan"))  # recv_x scales
         last["dispatch"][1].fill_(-1)  # recv_count
+        last["dispatch"][2][0].fill_(-1)  # the handle's source token of each slot
 
     times = {}
     for in_graph, suffix in ((False, ""), (True, "_graph")):
@@ -187,8 +189,9 @@ def profile_ours(ctx, checks, problem, buffer, own, ref):
         check_ours_recv(ctx, checks, problem, ref, s, *last["dispatch"][:3])
         checks.close("ours combined (profiled)", last["combined"], ref.combined[s], ref.tolerance[s])
         checks.settle(ctx.dist, ctx.device, f"{problem.name} profiled calls{suffix}")
-        if not all(per_rank.values()):
-            raise RuntimeError(f"{problem.name}: the profiler saw none of our kernels ({per_rank})")
+        missing = max_over_ranks(torch, ctx.dist, [0.0 if all(per_rank.values()) else 1.0], ctx.device)[0]
+        if missing:  # decided together: a rank alone raising would leave its peers in the next collective
+            raise RuntimeError(f"{problem.name}: the profiler saw none of our kernels on some rank (here {per_rank})")
         slowest = max_over_ranks(torch, ctx.dist, [per_rank["ll_dispatch"], per_rank["ll_combine"]], ctx.device)
         times.update({"dispatch" + suffix: slowest[0], "combine" + suffix: slowest[1]})
     return times

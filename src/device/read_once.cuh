@@ -16,7 +16,8 @@ __device__ __forceinline__ std::uint64_t l2_evict_first_policy() {
 }
 
 // A coherent 16-byte load (not .nc: peers may have written the row during this kernel)
-// under `policy`.
+// under `policy`. No "memory" clobber: it is ordered after an acquire only through its
+// address (a row pointer read after the acquire and a barrier), as in sum_bf16.
 __device__ __forceinline__ int4 load_read_once(const void* p, std::uint64_t policy) {
   int4 v;
   asm volatile("ld.global.L2::cache_hint.v4.s32 {%0, %1, %2, %3}, [%4], %5;"
