@@ -11,11 +11,12 @@ between the kernels, so no rank's kernel waits for a peer whose host was late.""
 CALLS_PER_ROUND = 30  # as DeepEP's bench_kineto
 
 
-def _align(torch, dist, device):
-    """A large GEMM then an all_reduce: every rank's stream starts the round together."""
-    lhs = torch.randn(8192, 8192, device=device)
+def _align(ctx):
+    """A large GEMM, then the ranks' streams lined up (ctx.align): every rank starts the round
+    together."""
+    lhs = ctx.torch.randn(8192, 8192, device=ctx.device)
     (lhs @ lhs).sum()
-    dist.all_reduce(torch.ones(1, device=device))
+    ctx.align()
 
 
 def _device_us(event):
@@ -30,7 +31,7 @@ def kernel_times(ctx, calls, kernel_tags, in_graph=False, poison=None):
     """Per call, us of device time of the kernels whose names hold each tag: {tag: us}.
     `calls()` runs one dispatch + combine; CALLS_PER_ROUND of them per round. `poison()`
     runs after the capture (the graph's outputs are its own), before the rounds."""
-    torch, dist = ctx.torch, ctx.dist
+    torch = ctx.torch
 
     def eager_round():
         for _ in range(CALLS_PER_ROUND):
@@ -48,7 +49,7 @@ def kernel_times(ctx, calls, kernel_tags, in_graph=False, poison=None):
     schedule = torch.profiler.schedule(wait=0, warmup=1, active=1, repeat=1)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA], schedule=schedule) as prof:
         for _ in range(2):  # warm-up round, profiled round
-            _align(torch, dist, ctx.device)
+            _align(ctx)
             run_round()
             ctx.sync()
             prof.step()

@@ -38,6 +38,13 @@ void GatedSpans::rank_end(int rank, cudaStream_t stream) {
                                static_cast<std::uint32_t>(num_iterations_), stamped_.get() + rank);
 }
 
+void GatedSpans::enqueue_gated(const LaunchGate& gate, int rank, cudaStream_t stream,
+                               const std::function<void()>& work) {
+  gate.hold(stream, rank);
+  work();
+  rank_end(rank, stream);
+}
+
 void GatedSpans::open(const LaunchGate& gate, std::uint32_t epoch, int iteration) {
   gate.open(epoch, opened_.get() + iteration);
 }

@@ -15,6 +15,7 @@
 // every replay.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include <cuda_runtime_api.h>
@@ -29,10 +30,11 @@ class GatedSpans {
  public:
   GatedSpans(int num_ranks, int num_iterations);
 
-  // From the rank's thread, once it enqueued the op behind the gate's hold on `stream`:
-  // stamps the end of the rank's next iteration (each rank stamps once per iteration).
-  void rank_end(int rank, cudaStream_t stream);
-  // From one thread once every rank called rank_end for this iteration: opens the gate
+  // From the rank's thread, one rank's timed op on `stream`: the gate's hold (the rank is its
+  // holder), what `work` enqueues, then the end stamp of the rank's next iteration (each rank
+  // enqueues once per iteration). Capturable in a CUDA graph.
+  void enqueue_gated(const LaunchGate& gate, int rank, cudaStream_t stream, const std::function<void()>& work);
+  // From one thread once every rank called enqueue_gated for this iteration: opens the gate
   // (epoch as for LaunchGate::open), stamping the release.
   void open(const LaunchGate& gate, std::uint32_t epoch, int iteration);
   // Microseconds of each iteration from `first_iteration` on (earlier ones: warm-up),
@@ -43,6 +45,8 @@ class GatedSpans {
   Stats stats(int first_iteration, int per = 1) const;
 
  private:
+  void rank_end(int rank, cudaStream_t stream);  // the end stamp of enqueue_gated
+
   int num_ranks_, num_iterations_;
   test::DeviceArray<std::uint64_t> opened_;  // [iteration]: the gate's release (ns)
   test::DeviceArray<std::uint64_t> ends_;    // [iteration][rank]: the rank's op ended (ns)

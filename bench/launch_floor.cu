@@ -104,9 +104,9 @@ Stats measure_gated_launch_floor(int num_streams, int rounds, bool in_graph) {
   // What a stream runs per round: as an LL op runs (ll_rounds.cpp), the kernel launched as
   // LL kernels launch (ll_launch.hpp).
   auto gated = [&](int s) {
-    gate.hold(streams[s].get(), s);
-    runtime::launch_programmatic(true, empty_kernel, dim3(16), dim3(32), 0, streams[s].get());
-    spans.rank_end(s, streams[s].get());
+    spans.enqueue_gated(gate, s, streams[s].get(), [&] {
+      runtime::launch_programmatic(true, empty_kernel, dim3(16), dim3(32), 0, streams[s].get());
+    });
   };
   std::vector<test::CapturedGraph> graphs(in_graph ? num_streams : 0);
   for (int s = 0; s < static_cast<int>(graphs.size()); ++s) graphs[s].capture(streams[s].get(), [&] { gated(s); });
@@ -140,13 +140,13 @@ Stats measure_gated_sync_floor(int num_streams, int rounds, int kernels, int bar
   MOE_EP_CUDA_CHECK(cudaDeviceSynchronize());
   for (int round = 0; round < rounds; ++round) {
     for (int s = 0; s < num_streams; ++s) {
-      gate.hold(streams[s].get(), s);
-      for (int k = 0; k < kernels; ++k) {  // as LL kernels launch (ll_launch.hpp)
-        const std::uint64_t first_tag = (static_cast<std::uint64_t>(round) * kernels + k) * barriers + 1;
-        runtime::launch_programmatic(true, sync_kernel, dim3(16), dim3(32), 0, streams[s].get(), flags.get(),
-                                     num_streams, s, first_tag, barriers, expiry.get());
-      }
-      spans.rank_end(s, streams[s].get());
+      spans.enqueue_gated(gate, s, streams[s].get(), [&] {
+        for (int k = 0; k < kernels; ++k) {  // as LL kernels launch (ll_launch.hpp)
+          const std::uint64_t first_tag = (static_cast<std::uint64_t>(round) * kernels + k) * barriers + 1;
+          runtime::launch_programmatic(true, sync_kernel, dim3(16), dim3(32), 0, streams[s].get(), flags.get(),
+                                       num_streams, s, first_tag, barriers, expiry.get());
+        }
+      });
     }
     spans.open(gate, round + 1, round);
     for (auto& stream : streams) MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream.get()));

@@ -48,9 +48,7 @@ void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const 
   std::barrier sync(num_ranks);
   // What a rank enqueues for one timed op: the gate's hold, the calls, the end stamp.
   auto gated = [&](LlTimedOp op, int r, int set, cudaStream_t stream) {
-    gate.hold(stream, r);
-    enqueue_calls(ops, op, r, set, stream);
-    spans_of(spans, op).rank_end(r, stream);
+    spans_of(spans, op).enqueue_gated(gate, r, stream, [&] { enqueue_calls(ops, op, r, set, stream); });
   };
   test::run_on_ranks(num_ranks, [&](int r) {
     Buffer& buffer = *cluster.buffers[r];
