@@ -26,7 +26,7 @@ inline constexpr int kMaxLowLatencyTokens = 1024;
 // deep_ep's handle plus combine_slots (where this rank's own tokens sit in the owners').
 struct LowLatencyHandle {
   TensorView src_info;       // [num_local_experts, num_ranks * max_tokens] int32: source token
-                             // index of each slot, -1 past recv_count
+                             // index of each slot below recv_count (the rest left as it was)
   TensorView layout_range;   // [num_local_experts, num_ranks] int64: (count << 32) | begin of
                              // the rows each source rank sent to that expert
   TensorView combine_slots;  // [max_tokens, num_topk] int32: for this rank's token t and slot k,

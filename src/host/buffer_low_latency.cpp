@@ -156,8 +156,8 @@ LowLatencyCall Buffer::low_latency_dispatch(const LowLatencyDispatchArgs& a, con
   recv.wait_stats = a.dispatch_wait_recv_cost_stats.ptr<std::int64_t>();
 
   cudaStream_t stream = launch_stream(m, a.stream);
-  // The receiving phase also clears src_info past the counts: it takes the rank's whole
-  // block share, and so does a launch of both phases.
+  // The receiving phase's items (every source's tokens) are known only on the device: it
+  // takes the rank's whole block share, and so does a launch of both phases.
   const int recv_blocks = m.ll_block_share();
   if (direct) {
     const int blocks = std::min(m.ll_block_share(), kernels::ll_direct_dispatch_blocks(send, recv));

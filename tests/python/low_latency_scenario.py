@@ -300,7 +300,6 @@ def check_rank(case, ref, rank, out):
         count = int(recv_count[e])
         where = f"rank {rank} expert {e}"
         assert count == want_rows.numel(), f"{where}: recv_count {count}, want {want_rows.numel()}"
-        assert bool((src_info[e, count:] == -1).all()), f"{where}: src_info past recv_count is not -1"
         src_rank = _decode_layout_range(layout_range[e], count, rank, e)
         src_token = src_info[e, :count].to(torch.int64)
         limits = torch.tensor(ref.tokens, dtype=torch.int64)[src_rank]

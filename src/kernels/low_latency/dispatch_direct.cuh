@@ -15,7 +15,7 @@
 //      receivers' outputs are known), it casts its chunks and writes them into every slot
 //      the token names (FP8 scales of a large sender at 8+ ranks: as a row into each
 //      receiver's half instead, staged_scales.cuh); then a warp per local expert lays out
-//      the receive side (counts, layout_range, empty slots);
+//      the receive side (counts, layout_range);
 //   3. with peers, each block signals its own `done` (my tokens are in your outputs) once
 //      its warps with items are through, before its layout, and block 0 waits for every
 //      block of every peer (ll_wait_block_done); when a source staged its scales, so does
@@ -312,7 +312,7 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
 }
 
 // One warp, after its items: its share of the receive side of this rank, local experts
-// (each laid out by one warp: counts, layout_range, empty slots; this rank's counts are the
+// (each laid out by one warp: counts, layout_range; this rank's counts are the
 // block's), in the order of ll_direct_layout_rank (`tokens`: the block's).
 __device__ __forceinline__ void direct_layout(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
                                               const LlDirectShare& tokens, unsigned arrived, const int* own_counts,
@@ -320,7 +320,7 @@ __device__ __forceinline__ void direct_layout(const LlDispatchSendParams& p, con
   const int num_local = r.num_experts / r.ctx.num_ranks;
   const int rank = ll_direct_layout_rank(p.num_tokens, p.hidden, gridDim.x, tokens, blockIdx.x, warp);
   for (int e = rank; e < num_local; e += gridDim.x * kLlWarps) {
-    mark_empty_slots(r, e, ll_experts_layout<false>(r, arrived, e, /*width=*/32, lane, own_counts), lane);
+    ll_experts_layout<false>(r, arrived, e, /*width=*/32, lane, own_counts);
   }
 }
 

@@ -264,8 +264,8 @@ TEST_F(LowLatencyBadInput, B3DuplicateExpertIdsReceivedOncePerSlot) {
   EXPECT_EQ(rank0.recv_count[3], 3);
   EXPECT_EQ(rank1.recv_count[4], 5);
   const std::int64_t N = shape_.rows_per_expert();
-  EXPECT_EQ(std::vector<int>(rank1.src_info.begin() + 4 * N, rank1.src_info.begin() + 4 * N + 6),
-            (std::vector<int>{1, 1, 0, 0, 0, -1}));
+  EXPECT_EQ(std::vector<int>(rank1.src_info.begin() + 4 * N, rank1.src_info.begin() + 4 * N + 5),
+            (std::vector<int>{1, 1, 0, 0, 0}));
 }
 
 // B4: topk_idx of another dtype (int32 and int64 are accepted); fp32 weights only.

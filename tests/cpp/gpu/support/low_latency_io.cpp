@@ -133,9 +133,13 @@ void check_rank(const LlShape& s, int r, int num_tokens, const LlRankOutputs& go
     const std::int64_t count = static_cast<std::int64_t>(entries.size());
     const std::string ex = at + "expert " + str(l) + " (global " + str(r * E + l) + ") ";
     m.equal(ex, "recv_count", l, got.recv_count[l], count);
-    // src_info: source token of each valid row, -1 after.
+    // src_info: source token of each valid row, untouched (poison) after.
     for (std::int64_t i = 0; i < N; ++i) {
-      m.equal(ex, "src_info", static_cast<std::size_t>(i), got.src_info[l * N + i], i < count ? entries[i].src_token : -1);
+      if (i < count) {
+        m.equal(ex, "src_info", static_cast<std::size_t>(i), got.src_info[l * N + i], entries[i].src_token);
+      } else if (!all_poison(&got.src_info[l * N + i], sizeof(std::int32_t))) {
+        m.fail(ex + "src_info " + str(i) + " past recv_count was written");
+      }
     }
     // layout_range: (count << 32) | begin per source rank; begin checked where count > 0.
     std::int64_t begin = 0;
