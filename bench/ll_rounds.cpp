@@ -15,16 +15,6 @@ namespace {
 
 constexpr LlTimedOp kTimedOps[] = {LlTimedOp::kDispatch, LlTimedOp::kCombine, LlTimedOp::kPair, LlTimedOp::kPeriod};
 
-GatedSpans& spans_of(LlRoundSpans& spans, LlTimedOp op) {
-  switch (op) {
-    case LlTimedOp::kDispatch: return spans.dispatch;
-    case LlTimedOp::kCombine: return spans.combine;
-    case LlTimedOp::kPair: return spans.pair;
-    case LlTimedOp::kPeriod: break;
-  }
-  return spans.period;
-}
-
 // The combine alone runs on what the dispatch before it left in L2; every other op cold.
 bool flushed_before(LlTimedOp op) { return op != LlTimedOp::kCombine; }
 
@@ -48,7 +38,7 @@ void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const 
   std::barrier sync(num_ranks);
   // What a rank enqueues for one timed op: the gate's hold, the calls, the end stamp.
   auto gated = [&](LlTimedOp op, int r, int set, cudaStream_t stream) {
-    spans_of(spans, op).enqueue_gated(gate, r, stream, [&] { enqueue_calls(ops, op, r, set, stream); });
+    spans.of(op).enqueue_gated(gate, r, stream, [&] { enqueue_calls(ops, op, r, set, stream); });
   };
   test::run_on_ranks(num_ranks, [&](int r) {
     Buffer& buffer = *cluster.buffers[r];
@@ -72,7 +62,7 @@ void time_ll_rounds(test::Cluster& cluster, int num_sets, int num_rounds, const 
       }
       ++epoch;
       sync.arrive_and_wait();
-      if (r == 0) spans_of(spans, op).open(gate, epoch, round);
+      if (r == 0) spans.of(op).open(gate, epoch, round);
       MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
       buffer.check_error();
       sync.arrive_and_wait();

@@ -27,20 +27,31 @@ struct LlOps {
   LlEnqueue dispatch, combine;
 };
 
+// The timed ops of a round, in order.
+enum class LlTimedOp : int { kDispatch = 0, kCombine = 1, kPair = 2, kPeriod = 3 };
+inline constexpr int kLlTimedOps = 4;
+inline constexpr LlTimedOp kLlLastTimedOp = LlTimedOp::kPeriod;
+inline constexpr int kLlPeriodPairs = 8;  // pairs chained in a kPeriod op
+
 struct LlRoundSpans {
   LlRoundSpans(int num_ranks, int num_rounds)
       : dispatch(num_ranks, num_rounds),
         combine(num_ranks, num_rounds),
         pair(num_ranks, num_rounds),
         period(num_ranks, num_rounds) {}
+  GatedSpans& of(LlTimedOp op) {
+    switch (op) {
+      case LlTimedOp::kDispatch: return dispatch;
+      case LlTimedOp::kCombine: return combine;
+      case LlTimedOp::kPair: return pair;
+      case LlTimedOp::kPeriod: break;
+    }
+    return period;
+  }
+  const GatedSpans& of(LlTimedOp op) const { return const_cast<LlRoundSpans*>(this)->of(op); }
   GatedSpans dispatch, combine, pair, period;  // period: kLlPeriodPairs pairs
 };
 
-// The timed ops of a round, in order.
-enum class LlTimedOp : int { kDispatch = 0, kCombine = 1, kPair = 2, kPeriod = 3 };
-inline constexpr int kLlTimedOps = 4;
-inline constexpr LlTimedOp kLlLastTimedOp = LlTimedOp::kPeriod;
-inline constexpr int kLlPeriodPairs = 8;  // pairs chained in a kPeriod op
 // Called on rank 0's thread once every rank's stream finished a timed op, with the global
 // timer (ns) when its gate opened.
 using LlAfterOp = std::function<void(LlTimedOp op, int round, std::uint64_t opened_ns)>;

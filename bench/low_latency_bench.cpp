@@ -6,17 +6,26 @@
 // rotating; median and p99 over the rounds after warm-up. Then the same inside CUDA graphs
 // (ll_rounds.hpp). After each timing loop the outputs of its last round are checked
 // against the CPU reference.
+// Then, where CUPTI is there, both passes again with it recording give BENCHMARKS.md's
+// latency itself: from the first kernel start to the last kernel end of all ranks, from the
+// profiler's kernel records (kernel_activity.hpp; the -k rows), as DeepEP's numbers were
+// taken. The gated spans bound it from above by the hold's exit and the end stamp's launch
+// (the gated-empty floor rows).
 // Floors count the unavoidable HBM traffic (ll_traffic.hpp) over the copy bandwidth.
 #include "low_latency_bench.hpp"
 
 #include <algorithm>
+#include <array>
 #include <barrier>
 #include <cstdio>
 #include <exception>
+#include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
+#include "kernel_activity.hpp"
 #include "ll_check.hpp"
 #include "ll_goals.hpp"
 #include "ll_rank_arrays.hpp"
@@ -33,6 +42,32 @@ namespace {
 
 constexpr int kInputSets = 4, kWarmup = 10;
 
+// What every library kernel's (mangled) name holds: namespace moe_ep::kernels. The bench's
+// own kernels (gate, stamps) are not in it.
+constexpr const char* kLibraryKernels = "6moe_ep7kernels";
+
+// Per timed op, the spans of the rounds after warm-up, in us per op (or pair): Stats.
+using LlOpTimes = std::function<Stats(LlTimedOp op, int per)>;
+
+// Per timed op and round: the first kernel start to the last kernel end of all ranks, us
+// (CUPTI), or -1 where none was recorded.
+struct LlKernelSpans {
+  explicit LlKernelSpans(int num_rounds) {
+    for (std::vector<double>& op : us) op.assign(static_cast<std::size_t>(num_rounds), -1.0);
+  }
+  // Of the rounds after warm-up, each divided by `per`; throws unless every one was recorded.
+  Stats after_warmup(LlTimedOp op, int per) const {
+    const std::vector<double>& all = us[static_cast<int>(op)];
+    std::vector<double> out;
+    for (std::size_t i = kWarmup; i < all.size(); ++i) {
+      if (all[i] < 0) throw std::runtime_error("CUPTI recorded no library kernel in a timed op");
+      out.push_back(all[i] / per);
+    }
+    return stats_of(out);
+  }
+  std::array<std::vector<double>, kLlTimedOps> us;
+};
+
 // "sent/token 22.1 KB (2.99 ranks) vs top-k*hidden 57.3 KB"
 std::string sent_per_token(const LlTraffic& traffic) {
   char text[96];
@@ -41,45 +76,46 @@ std::string sent_per_token(const LlTraffic& traffic) {
   return text;
 }
 
+// The rows of one timed pass, "ll-<op>[-g]<suffix>" (-g: in graphs), times from `time_of`.
 // num_sms: the SM share each rank's calls may use (the library sizes LL launches to it).
 void add_rows(Report& report, const LlProblem& problem, int num_ranks, int num_sms, const LlTraffic& traffic,
-              double copy_bandwidth, const LlRoundSpans& spans, bool graph) {
+              double copy_bandwidth, bool graph, const char* suffix, const char* measure, const LlOpTimes& time_of) {
   struct Op {
     const char* name;
-    const GatedSpans& spans;
+    LlTimedOp timed;
     int per;  // ops (pairs) in one span
     double floor_bytes, logical_bytes;
   };
   const double pair_floor_bytes = traffic.dispatch_floor_bytes + traffic.combine_floor_bytes;
   const Op ops[] = {
-      {"ll-disp", spans.dispatch, 1, traffic.dispatch_floor_bytes, traffic.dispatch_logical_bytes},
-      {"ll-comb", spans.combine, 1, traffic.combine_floor_bytes, traffic.combine_logical_bytes},
-      {"ll-pair", spans.pair, 1, pair_floor_bytes, 0},
-      {"ll-period", spans.period, kLlPeriodPairs, pair_floor_bytes, 0},
+      {"ll-disp", LlTimedOp::kDispatch, 1, traffic.dispatch_floor_bytes, traffic.dispatch_logical_bytes},
+      {"ll-comb", LlTimedOp::kCombine, 1, traffic.combine_floor_bytes, traffic.combine_logical_bytes},
+      {"ll-pair", LlTimedOp::kPair, 1, pair_floor_bytes, 0},
+      {"ll-period", LlTimedOp::kPeriod, kLlPeriodPairs, pair_floor_bytes, 0},
   };
   for (const Op& op : ops) {
     Row row;
-    row.bench = std::string(op.name) + (graph ? "-g" : "");
+    row.bench = std::string(op.name) + (graph ? "-g" : "") + suffix;
     row.problem = problem.name;
     row.num_ranks = num_ranks;
     row.num_sms = num_sms;
-    row.time_us = op.spans.stats(kWarmup, op.per);
+    row.time_us = time_of(op.timed, op.per);
     row.logical_gbps_per_rank = op.logical_bytes / (row.time_us.median * 1e-6) / 1e9;
     row.floor_us = op.floor_bytes / copy_bandwidth * 1e6;
     row.efficiency = row.floor_us / row.time_us.median;
-    row.note = graph ? "in a graph" : "eager";
+    row.note = std::string(graph ? "in a graph" : "eager") + measure;
     row.metrics = {{"graph", graph ? 1 : 0},
                    {"num_tokens_per_rank", problem.num_tokens},
                    {"pairs_per_rank", traffic.pairs_per_rank},
                    {"floor_bytes", op.floor_bytes}};
-    if (&op.spans == &spans.dispatch) {
+    if (op.timed == LlTimedOp::kDispatch) {
       row.note += ", " + sent_per_token(traffic);
       row.metrics.push_back({"dest_ranks_per_token", traffic.dest_ranks_per_token});
       row.metrics.push_back({"bytes_sent_per_token", traffic.sent_bytes_per_token});
       row.metrics.push_back({"topk_x_hidden_bytes", traffic.topk_hidden_bytes});
     }
-    if (&op.spans == &spans.pair) row.note += ", dispatch+combine chained (cold: L2 flushed)";
-    if (&op.spans == &spans.period) {
+    if (op.timed == LlTimedOp::kPair) row.note += ", dispatch+combine chained (cold: L2 flushed)";
+    if (op.timed == LlTimedOp::kPeriod) {
       row.note += ", per pair of " + std::to_string(kLlPeriodPairs) + " chained back to back";
       if (graph) row.note += " (a decode step)";
     }
@@ -102,6 +138,15 @@ LlAfterOp trace_ops(int num_ranks, int num_rounds, const LlProblem& problem, con
   (void)num_ranks, (void)num_rounds, (void)problem, (void)mode;
   return {};
 #endif
+}
+
+// The hook after each timed op of a CUPTI pass: the op's kernel span.
+LlAfterOp record_kernels(KernelActivity& activity, LlKernelSpans& kernels) {
+  return [&activity, &kernels](LlTimedOp op, int round, std::uint64_t) {
+    if (const std::optional<double> us = activity.take_span_us(kLibraryKernels)) {
+      kernels.us[static_cast<int>(op)][static_cast<std::size_t>(round)] = *us;
+    }
+  };
 }
 
 // Per rank, the mean over calls of the longest wait for one peer's `ready` (the receive's
@@ -157,20 +202,33 @@ void run_low_latency_bench(Report& report, double copy_bandwidth, const LlProble
                       cluster.buffers[r]->low_latency_combine(io[r].combine_args(set, stream), io[r].handle);
                     }};
 
-  LlRoundSpans eager_spans(num_ranks, num_rounds);
-  time_ll_rounds(cluster, kInputSets, num_rounds, ops, LlLaunch::kEager, eager_spans,
-                 trace_ops(num_ranks, num_rounds, problem, "eager"));
-  check_ll_round(expected, io);
-  add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, eager_spans, false);
-  // Each round calls each op 2 + kLlPeriodPairs times.
-  add_wait_rows(report, problem, num_ranks, io, (2 + kLlPeriodPairs) * num_rounds);
-
-  for (LlRankArrays& rank : io) rank.poison_outputs();  // the graph phase's check sees only its own outputs
-  LlRoundSpans graph_spans(num_ranks, num_rounds);
-  time_ll_rounds(cluster, kInputSets, num_rounds, ops, LlLaunch::kGraph, graph_spans,
-                 trace_ops(num_ranks, num_rounds, problem, "in a graph"));
-  check_ll_round(expected, io);
-  add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, graph_spans, true);
+  // One timed pass (eager or in graphs): its rounds, then a check of its last round's outputs.
+  auto pass = [&](LlLaunch launch, LlRoundSpans& spans, const LlAfterOp& after_op) {
+    for (LlRankArrays& rank : io) rank.poison_outputs();  // the check sees only this pass's outputs
+    time_ll_rounds(cluster, kInputSets, num_rounds, ops, launch, spans, after_op);
+    check_ll_round(expected, io);
+  };
+  for (const LlLaunch launch : {LlLaunch::kEager, LlLaunch::kGraph}) {
+    const bool graph = launch == LlLaunch::kGraph;
+    LlRoundSpans spans(num_ranks, num_rounds);
+    pass(launch, spans, trace_ops(num_ranks, num_rounds, problem, graph ? "in a graph" : "eager"));
+    add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, graph, "", "",
+             [&](LlTimedOp op, int per) { return spans.of(op).stats(kWarmup, per); });
+    // Each round calls each op 2 + kLlPeriodPairs times.
+    if (!graph) add_wait_rows(report, problem, num_ranks, io, (2 + kLlPeriodPairs) * num_rounds);
+  }
+  // The same passes with CUPTI recording, for the kernels' own spans (-k rows). Separate: the
+  // recording itself moves the gated spans (8 ranks, one token: +0.4 us an op).
+  KernelActivity activity;
+  if (!activity.recording()) return;
+  for (const LlLaunch launch : {LlLaunch::kEager, LlLaunch::kGraph}) {
+    LlRoundSpans spans(num_ranks, num_rounds);
+    LlKernelSpans kernels(num_rounds);
+    pass(launch, spans, record_kernels(activity, kernels));
+    add_rows(report, problem, num_ranks, num_sms, traffic, copy_bandwidth, launch == LlLaunch::kGraph, "-k",
+             ", first kernel start to last kernel end (CUPTI)",
+             [&](LlTimedOp op, int per) { return kernels.after_warmup(op, per); });
+  }
 }
 
 bool run_low_latency_benches(Report& report, double copy_bandwidth, const std::vector<int>& ranks, int iterations,

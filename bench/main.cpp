@@ -4,6 +4,8 @@
 //     launch floor); --no-low-latency: skip it; --ll-problems a,b: only those LL problems
 //   moe_ep_bench --ll-probe PROBLEM [--ranks N]   (50 plain LL rounds, for ncu)
 //   moe_ep_bench --cpu-reference      (no GPU needed)
+// The low-latency -k rows (kernel start to end) need libcupti, loaded at run time
+// (MOE_EP_CUPTI_LIB=<path> where the loader does not find it; MOE_EP_BENCH_CUPTI=0 skips them).
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
