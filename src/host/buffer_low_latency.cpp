@@ -217,6 +217,9 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   send.hidden = s.hidden;
   send.max_tokens = s.max_tokens;
   send.stage_rows = staged && !a.use_logfmt && !a.zero_copy;
+  // Without a hook this launch's receive reads this rank's own rows in x (a hook's receive
+  // runs later: every row is staged, so x may change after the send, as with deep_ep).
+  send.skip_own_rows = send.stage_rows && !a.return_recv_hook;
   send.logfmt = a.use_logfmt;
   send.layout_range = handle.layout_range.ptr<const std::int64_t>();
   send.absolute_slots = handle.absolute_slots;
@@ -234,7 +237,8 @@ LowLatencyCall Buffer::low_latency_combine(const LowLatencyCombineArgs& a, const
   recv.combine_slots = handle.combine_slots.ptr<const int>();
   recv.absolute_slots = handle.absolute_slots;
   recv.layout_range = handle.layout_range.ptr<const std::int64_t>();
-  recv.own_rows_ready = !send.stage_rows && !send.logfmt;
+  recv.own_rows_ready = (!send.stage_rows && !send.logfmt) || send.skip_own_rows;
+  recv.own_rows = static_cast<const std::uint8_t*>(a.x.data);  // the half's rows with zero_copy
   recv.out = a.out.ptr<std::uint16_t>();
   recv.wait_stats = a.combine_wait_recv_cost_stats.ptr<std::int64_t>();
 

@@ -65,7 +65,7 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
     // Alone, every expert is ours and an entry's slot is its rank (no rank comes before
     // this one), absolute or not; a slot past the expert's last was never placed.
     if (h.owner == 0 && h.rank_in_expert >= 0 && h.rank_in_expert < slots) {
-      row = ctx.shape.rows + (h.local * slots + h.rank_in_expert) * ctx.shape.row_stride;
+      row = p.own_rows + (h.local * slots + h.rank_in_expert) * ctx.shape.row_stride;
     }
   } else if (p.absolute_slots) {
     // The slot is the handle's (every rank on this GPU, in place, no plan): the owner's
@@ -73,7 +73,7 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
     if (h.owner >= 0 && h.rank_in_expert >= 0 && h.rank_in_expert < slots && (arrived & (1u << h.owner))) {
       const std::int64_t at = h.local * slots + h.rank_in_expert;
       if (h.owner == ctx.rank && p.own_rows_ready) {
-        row = ctx.shape.rows + at * ctx.shape.row_stride;
+        row = p.own_rows + at * ctx.shape.row_stride;
       } else {
         const protocol::LlPublished& pub = ll_source_published<kRdma>(ctx, h.owner);
         row = ll_rebase(ctx, h.owner, pub, pub.rows) + at * pub.row_stride;
@@ -88,7 +88,7 @@ __device__ __forceinline__ void find_rows(const LlCombineRecvParams& p, unsigned
                                                   : p.layout_range[h.local * ctx.num_ranks + ctx.rank];
     const std::int64_t slot = (range & 0xffffffff) + h.rank_in_expert;
     if (h.rank_in_expert >= 0 && h.rank_in_expert < (range >> 32) && slot < slots) {
-      row = ctx.shape.rows + (h.local * slots + slot) * ctx.shape.row_stride;
+      row = p.own_rows + (h.local * slots + slot) * ctx.shape.row_stride;
     }
   } else if (h.owner >= 0 && h.rank_in_expert >= 0 && (arrived & (1u << h.owner))) {
     // The owner's range and its published rows load together (one round trip): the row

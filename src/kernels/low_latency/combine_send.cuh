@@ -48,7 +48,9 @@ __device__ __forceinline__ int expert_row_count(const LlCombineSendParams& p, in
 }
 
 // Valid rows of x into the half: row (e, j) keeps its index, BF16 or LogFMT (unless the
-// half already holds them: zero_copy); rows of RDMA homes are then pushed to them. Warps
+// half already holds them: zero_copy); rows of RDMA homes are then pushed to them. With
+// skip_own_rows the rows whose home is this rank stay in x, where its receive reads them
+// (2 processes on 2 H100s: half the rows). Warps
 // take rows in the order (j, e), row j of every expert before any row j + 1, up to the
 // longest expert's count: the valid rows, each expert's first, spread over every warp.
 // (In (e, j) order over every slot, the valid rows fell to the warps whose slot index was
@@ -72,6 +74,10 @@ __device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, 
     const int e = static_cast<int>(k % num_local);
     const int j = static_cast<int>(k / num_local);
     if (j >= expert_row_count(p, e)) continue;  // past the expert's count
+    if (p.skip_own_rows) {
+      const std::int64_t own = p.layout_range[e * ctx.num_ranks + ctx.rank];
+      if (j >= (own & 0xffffffff) && j < (own & 0xffffffff) + (own >> 32)) continue;
+    }
     const std::int64_t item = static_cast<std::int64_t>(e) * slots_per_expert + j;
     const std::uint16_t* src = p.x + item * p.hidden;
     std::uint8_t* dst = rows + item * ctx.shape.row_stride;

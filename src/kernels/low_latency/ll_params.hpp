@@ -126,6 +126,7 @@ struct LlCombineSendParams {
   int hidden;
   int max_tokens;
   bool stage_rows;                 // copy valid rows of x into the half (bf16)
+  bool skip_own_rows;              // stage_rows: not this rank's own rows (its receive reads x)
   bool logfmt;                     // encode valid rows into the half
   const std::int64_t* layout_range;  // [E_local, num_ranks] (the dispatch handle's)
   bool absolute_slots;             // the handle's: homes need no plan (LowLatencyHandle)
@@ -146,9 +147,11 @@ struct LlCombineRecvParams {
   const int* combine_slots;        // [num_tokens, num_topk] (the dispatch handle's)
   bool absolute_slots;             // combine_slots hold the owners' slots (LowLatencyHandle)
   const std::int64_t* layout_range;  // [E_local, num_ranks] (the dispatch handle's): this rank's own rows
-  // This rank's rows are where they were before the launch (x in place, or zero copy):
-  // they are read without waiting for this rank's own `ready`.
+  // This rank's rows are where they were before the launch (x in place, or zero copy, or
+  // staged for peers only): they are read from own_rows without waiting for this rank's own
+  // `ready`.
   bool own_rows_ready;
+  const std::uint8_t* own_rows;    // x (the half's rows with zero_copy), the published row stride
   std::uint16_t* out;              // [num_tokens, hidden] bf16
   std::int64_t* wait_stats;        // [num_ranks] or null
   // Channels of a work item: kLlCombineItemChannels, or half of it for calls with so few
