@@ -25,6 +25,7 @@ struct CuptiApi {
   decltype(&cuptiActivityDisable) disable = nullptr;
   decltype(&cuptiActivityFlushAll) flush_all = nullptr;
   decltype(&cuptiActivityGetNextRecord) next_record = nullptr;
+  decltype(&cuptiActivityGetNumDroppedRecords) dropped_records = nullptr;
 };
 
 struct KernelTimes {
@@ -34,6 +35,7 @@ struct KernelTimes {
 
 std::mutex g_mutex;
 std::vector<KernelTimes> g_kernels;  // completed records not taken yet
+bool g_incomplete = false;           // since the last take: a record dropped or without times
 const CuptiApi* g_api = nullptr;
 
 constexpr std::size_t kBufferBytes = std::size_t{4} << 20;
@@ -44,15 +46,22 @@ void CUPTIAPI request_buffer(std::uint8_t** buffer, std::size_t* size, std::size
   *max_records = 0;  // as many as fit
 }
 
-void CUPTIAPI complete_buffer(CUcontext, std::uint32_t, std::uint8_t* buffer, std::size_t, std::size_t valid) {
+void CUPTIAPI complete_buffer(CUcontext context, std::uint32_t stream, std::uint8_t* buffer, std::size_t,
+                              std::size_t valid) {
   CUpti_Activity* record = nullptr;
   std::lock_guard<std::mutex> lock(g_mutex);
   while (g_api->next_record(buffer, valid, &record) == CUPTI_SUCCESS) {
     if (record->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL) continue;
     // start, end and name lie in the prefix every version of the kernel record shares.
     const auto* kernel = reinterpret_cast<const CUpti_ActivityKernel10*>(record);
+    if (kernel->start == 0 || kernel->end < kernel->start) {  // times not collected (or incomplete)
+      g_incomplete = true;
+      continue;
+    }
     g_kernels.push_back({kernel->start, kernel->end, kernel->name});
   }
+  std::size_t dropped = 0;
+  if (g_api->dropped_records(context, stream, &dropped) == CUPTI_SUCCESS && dropped > 0) g_incomplete = true;
   std::free(buffer);
 }
 
@@ -77,7 +86,8 @@ std::string load_api() {
   };
   if (!resolve(api.register_callbacks, "cuptiActivityRegisterCallbacks") || !resolve(api.enable, "cuptiActivityEnable") ||
       !resolve(api.disable, "cuptiActivityDisable") || !resolve(api.flush_all, "cuptiActivityFlushAll") ||
-      !resolve(api.next_record, "cuptiActivityGetNextRecord")) {
+      !resolve(api.next_record, "cuptiActivityGetNextRecord") ||
+      !resolve(api.dropped_records, "cuptiActivityGetNumDroppedRecords")) {
     return "libcupti lacks an activity entry point";
   }
   g_api = &api;
@@ -123,10 +133,13 @@ std::optional<double> KernelActivity::take_span_us(std::string_view name_part) {
   if (!recording_) return std::nullopt;
   g_api->flush_all(CUPTI_ACTIVITY_FLAG_FLUSH_FORCED);  // delivers every completed record now
   std::vector<KernelTimes> kernels;
+  bool incomplete = false;
   {
     std::lock_guard<std::mutex> lock(g_mutex);
     kernels.swap(g_kernels);
+    std::swap(incomplete, g_incomplete);
   }
+  if (incomplete) return std::nullopt;  // a kernel of the span may be missing
   std::uint64_t first = std::numeric_limits<std::uint64_t>::max(), last = 0;
   for (const KernelTimes& k : kernels) {
     if (k.name == nullptr || std::string_view(k.name).find(name_part) == std::string_view::npos) continue;

@@ -21,8 +21,9 @@ class KernelActivity {
 
   bool recording() const { return recording_; }
   // Of the kernels completed since the last call (their streams synchronized before) whose
-  // name contains `name_part`, the first start to the last end, in us; nullopt when none
-  // (or not recording). Forgets every kernel it has seen.
+  // name contains `name_part`, the first start to the last end, in us; nullopt when none,
+  // when CUPTI dropped a record or had no times for one since the last call, or when not
+  // recording. Forgets every kernel it has seen.
   std::optional<double> take_span_us(std::string_view name_part);
 
  private:
