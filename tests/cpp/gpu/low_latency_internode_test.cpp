@@ -2,7 +2,8 @@
 // on other nodes go through the emulated RDMA transport (they push into mirror slots, are
 // never read in place), same-node peers through NVLink peer memory. Results must equal the
 // CPU reference exactly as on one node: 2 nodes x 4 ranks, 4 x 2, 2 x 1, and every peer by
-// RDMA (allow_nvlink_for_low_latency = false), in FP8 / BF16, with hooks, zero_copy, LogFMT.
+// RDMA (allow_nvlink_for_low_latency = false), in FP8 / BF16, with hooks, zero_copy, LogFMT;
+// x changed between a hooked combine's send and its hook.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -139,6 +140,43 @@ TEST(LowLatencyInternodeErrors, DuplicateExpertsOverflowingAMirrorSlotFailClearl
               std::string::npos)
         << what;
   }
+}
+
+// A staged combine with a hook (peers that cannot read x in place) takes every row, its
+// own too, into the buffer at the send: x may change before the hook, as with deep_ep.
+// (Without a hook an owner's own rows stay in x, read by its receive in the same launch.)
+TEST(LowLatencyInternodeHooks, XMayChangeBetweenTheCombineSendAndItsHook) {
+  constexpr int kRanks = 4, kPerNode = 2, kTokens = 32, kHidden = 2048, kExperts = 8;
+  LlShape shape;
+  shape.num_ranks = kRanks;
+  shape.hidden = kHidden;
+  shape.num_experts = kExperts;
+  shape.num_topk = 4;
+  shape.max_tokens = kTokens;
+  shape.mode = ScaleMode::kBf16;
+  BufferOptions options = ll_options(kTimeoutMs);
+  options.emulated_ranks_per_node = kPerNode;
+  auto cluster = make_ll_cluster(
+      kRanks, Buffer::low_latency_size_hint(kTokens, kHidden, kRanks, kExperts, kPerNode), options);
+  LlSet set(shape);
+  set.set_random_inputs(uneven_tokens(kRanks, kTokens), 501, {.duplicate_fraction = 0.0});
+  LlCallOptions hooked;
+  hooked.combine_hook = true;
+  run_on_ranks(kRanks, [&](int r) {
+    Buffer& buffer = *cluster->buffers[r];
+    cudaStream_t stream = cluster->streams[r];
+    MOE_EP_CUDA_CHECK(cudaSetDevice(buffer.device()));
+    LlRankIo& io = set.rank(r);
+    io.complete(io.dispatch(buffer, stream, hooked), false, stream, hooked);
+    io.expert_compute(buffer, stream, hooked);
+    const LowLatencyCall combine = io.combine(buffer, stream, hooked);
+    const TensorView x = io.combine_x_view();
+    MOE_EP_CUDA_CHECK(cudaMemsetAsync(x.data, kPoisonByte, static_cast<std::size_t>(x.numel()) * 2, stream));
+    io.complete(combine, true, stream, hooked);
+    MOE_EP_CUDA_CHECK(cudaStreamSynchronize(stream));
+    buffer.check_error();
+  });
+  EXPECT_EQ(set.count_mismatches("x overwritten between the combine's send and its hook"), 0);
 }
 
 }  // namespace
