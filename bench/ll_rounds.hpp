@@ -48,7 +48,6 @@ struct LlRoundSpans {
     }
     return period;
   }
-  const GatedSpans& of(LlTimedOp op) const { return const_cast<LlRoundSpans*>(this)->of(op); }
   GatedSpans dispatch, combine, pair, period;  // period: kLlPeriodPairs pairs
 };
 

@@ -12,6 +12,12 @@
 namespace moe_ep::kernels {
 
 
+// Whether a layout_range entry ((count << 32) | first row) holds row j.
+__device__ __forceinline__ bool range_holds(std::int64_t range, int j) {
+  const int begin = static_cast<int>(range & 0xffffffff);
+  return j >= begin && j < begin + static_cast<int>(range >> 32);
+}
+
 // Row j of local expert e came from the home rank whose layout_range holds j; that home's
 // rank (or -1 past the expert's count) and j's rank among the home's rows.
 struct RowHome {
@@ -22,8 +28,7 @@ __device__ __forceinline__ RowHome home_of_row(const LlCombineSendParams& p, int
   const int num_ranks = p.ctx.num_ranks;
   for (int h = 0; h < num_ranks; ++h) {
     const std::int64_t range = p.layout_range[e * num_ranks + h];
-    const int begin = static_cast<int>(range & 0xffffffff);
-    if (j >= begin && j < begin + static_cast<int>(range >> 32)) return {h, j - begin};
+    if (range_holds(range, j)) return {h, j - static_cast<int>(range & 0xffffffff)};
   }
   return {-1, -1};
 }
@@ -74,10 +79,7 @@ __device__ __forceinline__ void stage_expert_rows(const LlCombineSendParams& p, 
     const int e = static_cast<int>(k % num_local);
     const int j = static_cast<int>(k / num_local);
     if (j >= expert_row_count(p, e)) continue;  // past the expert's count
-    if (p.skip_own_rows) {
-      const std::int64_t own = p.layout_range[e * ctx.num_ranks + ctx.rank];
-      if (j >= (own & 0xffffffff) && j < (own & 0xffffffff) + (own >> 32)) continue;
-    }
+    if (p.skip_own_rows && range_holds(p.layout_range[e * ctx.num_ranks + ctx.rank], j)) continue;
     const std::int64_t item = static_cast<std::int64_t>(e) * slots_per_expert + j;
     const std::uint16_t* src = p.x + item * p.hidden;
     std::uint8_t* dst = rows + item * ctx.shape.row_stride;
