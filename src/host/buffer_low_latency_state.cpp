@@ -59,7 +59,7 @@ void Buffer::Impl::clear_low_latency_state() {
   if (!ll) return;
   cudaStream_t stream = comm_stream.get();
   for (int parity = 0; parity < 2; ++parity) {
-    MOE_EP_CUDA_CHECK(cudaMemsetAsync(ll_local_half(parity), 0, sizeof(protocol::LlHeader), stream));
+    MOE_EP_CUDA_CHECK(cudaMemsetAsync(ll_local_half(parity), 0, protocol::ll_reset_bytes(ll_half_bytes), stream));
   }
   protocol::DeviceState* s = device_state();
   MOE_EP_CUDA_CHECK(cudaMemsetAsync(&s->ll_epoch, 0, sizeof(s->ll_epoch), stream));
@@ -138,6 +138,7 @@ kernels::LlContext Buffer::Impl::ll_context(protocol::Op op, int parity, const p
   ctx.op = op;
   ctx.enable_shrink = options.enable_shrink;
   ctx.gpu_scope = ranks_on_device == num_ranks;
+  ctx.own_flags = ll_block_done();
   ctx.timeout_ns = options.timeout_ns;
   ctx.delay_ns = fault.delay_ns;
   ctx.state = device_state();

@@ -2,7 +2,8 @@
 // ("parities") alternate between calls, so a dispatch's result and the next combine's
 // staging never share memory. ONE carve function gives both sizes and offsets; the size
 // hint is the carve of the largest call. Per half:
-//   [LlHeader][expert counts: int32 num_experts][plan: int64 num_experts]
+//   [LlHeader][ready counts: uint64 num_experts][expert counts: int32 num_experts]
+//   [plan: int64 num_experts]
 //   [topk ids: int32 T*topk][ranks: int32 T*topk]
 //   [rows: the dispatch's token rows (T of them), or the combine's staged expert outputs
 //    (num_experts * T rows) for process groups, zero_copy and LogFMT]
@@ -41,23 +42,47 @@ struct LlPublished {
 };
 static_assert(std::is_trivially_copyable_v<LlPublished>);
 
-// Per-block `done` flags (LlContext::block_done): peer s's block b signals slot
-// s * (kLlDoneSlots / num_ranks) + b; every rank on one GPU, so the blocks of all ranks
+// Per-block `done` flags (LlContext::block_done): a rank's block b signals slot b of its
+// own header (LlHeader::done_blocks); every rank on one GPU, so the blocks of all ranks
 // together are at most its SMs.
 inline constexpr int kLlDoneSlots = 256;
 
+// A direct dispatch's `ready` as tagged words (every rank in this process on this GPU): each
+// word holds a 32-bit value and, above it, the op's epoch (31 bits) and a failed bit, so a
+// reader polls the very words it needs and no flag is awaited first
+// (kernels/low_latency/ready_words.cuh). The shape, then the outputs (in the header); the
+// counts follow the header (LlHalfLayout::ready_counts_offset), two sets by epoch parity.
+// Every reset zeroes both (ll_reset_bytes): an older op's word never carries a later op's tag.
+enum LlReadyWord : int {
+  kReadyHidden = 0,
+  kReadyTopk,
+  kReadyExperts,
+  kReadyMaxTokens,
+  kReadyFormat,
+  kReadyDirect,
+  kReadyNumTokens,
+  kReadyDoneBlocks,
+  kReadyPointers,  // recv_x, recv_scales, src_info: each its low half, then its high half
+  kLlReadyWords = kReadyPointers + 6,
+};
+inline constexpr int kLlReadyStride = 16;  // words reserved per rank's record
+static_assert(kLlReadyWords <= kLlReadyStride);
+
 struct alignas(128) LlHeader {
-  std::uint64_t ready[kMaxNvlRanks];  // peer s: its rows, counts and metadata are published (tag)
+  // Flags (tags). Slot s: peer s's, stored here by s; every rank on one GPU (block_done),
+  // slot s of s's own header instead, where its peers read it (one store per signal).
+  std::uint64_t ready[kMaxNvlRanks];  // peer s: its rows, counts and metadata are published
   std::uint64_t pad0[16 - kMaxNvlRanks];
   std::uint64_t done[kMaxNvlRanks];   // peer r: finished reading my published rows, or (direct
-                                      // dispatch) writing its tokens into my outputs (tag)
+                                      // dispatch) writing its tokens into my outputs
   std::uint64_t pad1[16 - kMaxNvlRanks];
   LlPublished published;
   // The owner's latest LL kernel on this half: its op tag and global-timer start (ns). A
   // peer whose wait expires names whether this rank's kernel had started.
   std::uint64_t entered;
   std::uint64_t entered_ns;
-  std::uint64_t done_blocks[kLlDoneSlots];  // tags, as `done`, one per block of every peer
+  std::uint64_t done_blocks[kLlDoneSlots];  // block_done: this rank's block b's `done` (tag), read by every peer
+  std::uint64_t ready_words[kLlReadyStride];  // tagged LlReadyWord values (direct dispatch)
 };
 static_assert(std::is_trivially_copyable_v<LlHeader>);
 
@@ -67,6 +92,9 @@ constexpr std::int64_t ll_fp8_row_bytes(std::int64_t hidden) { return align_up(h
 constexpr std::int64_t ll_logfmt_row_bytes(std::int64_t hidden) { return align_up(8 * (hidden / 128) + hidden, 16); }
 
 struct LlHalfLayout {
+  std::int64_t ready_counts_offset = 0;   // uint64[2][num_experts]: a direct dispatch's tagged counts,
+                                          // by the epoch's parity (a peer may publish the half's
+                                          // next op while this rank still lays out from them)
   std::int64_t expert_counts_offset = 0;  // int32[num_experts]: the sender's tokens per global expert
   std::int64_t plan_offset = 0;           // int64[num_experts]: combine: the owner's layout_range
                                           // [E_local][num_ranks], so homes find their rows
@@ -83,7 +111,8 @@ struct LlHalfLayout {
 constexpr LlHalfLayout carve_ll_half(std::int64_t max_tokens, std::int64_t hidden, std::int64_t num_topk,
                                      std::int64_t num_experts, bool combine_staging) {
   LlHalfLayout l;
-  l.expert_counts_offset = align_up(sizeof(LlHeader), 128);
+  l.ready_counts_offset = align_up(sizeof(LlHeader), 128);  // the same for every call (see ll_reset_bytes)
+  l.expert_counts_offset = align_up(l.ready_counts_offset + 16 * num_experts, 128);
   l.plan_offset = align_up(l.expert_counts_offset + 4 * num_experts, 128);
   l.topk_ids_offset = align_up(l.plan_offset + 8 * num_experts, 128);
   l.ranks_offset = align_up(l.topk_ids_offset + 4 * max_tokens * num_topk, 128);
@@ -93,6 +122,13 @@ constexpr LlHalfLayout carve_ll_half(std::int64_t max_tokens, std::int64_t hidde
   l.rows_bytes = dispatch_rows > combine_rows ? dispatch_rows : combine_rows;
   l.total_bytes = align_up(l.rows_offset + l.rows_bytes, 128);
   return l;
+}
+
+// Bytes at the start of a half of half_bytes that a reset zeroes: the header and the
+// ready counts of any call that fits.
+constexpr std::int64_t ll_reset_bytes(std::int64_t half_bytes) {
+  const std::int64_t most = align_up(sizeof(LlHeader), 128) + 16 * kMaxExperts;
+  return half_bytes < most ? half_bytes : most;
 }
 
 // Mirror slots of a half, for peers reached by RDMA (other nodes): such a peer cannot be

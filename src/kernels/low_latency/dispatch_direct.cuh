@@ -7,12 +7,13 @@
 //      token and a part of its entries, so that the token's stores leave from several
 //      SMs: ll_direct_share); it reads every top-k id, counts the entries before its run
 //      and from it on per expert (so every block holds this rank's count per
-//      expert; with peers, block 0 publishes the counts and its outputs and signals `ready`
-//      right then), and ranks its own entries after the ones before (an entry's rank among
-//      this rank's entries for its expert), so no block waits for another to rank;
-//   2. each warp loads its first chunk of a token meanwhile; after every peer's `ready`
-//      (the counts of the ranks before this one place its first slot per expert, and the
-//      receivers' outputs are known), it casts its chunks and writes them into every slot
+//      expert; with peers, block 0 publishes its shape and outputs while the ids load and
+//      the counts right then, as tagged words: its `ready`, ready_words.cuh), and ranks its
+//      own entries after the ones before (an entry's rank among this rank's entries for its
+//      expert), so no block waits for another to rank;
+//   2. each warp loads its first chunk of a token meanwhile; once every peer's words and
+//      the counts of the ranks before this one are in (they place its first slot per
+//      expert; the receivers' outputs are known), it casts its chunks and writes them into every slot
 //      the token names (FP8 scales of a large sender at 8+ ranks: as a row into each
 //      receiver's half instead, staged_scales.cuh); then a warp per local expert lays out
 //      the receive side (counts, layout_range);
@@ -28,6 +29,7 @@
 #pragma once
 #include <cstdint>
 
+#include "kernels/low_latency/ready_words.cuh"
 #include "kernels/low_latency/dispatch_recv.cuh"
 #include "kernels/low_latency/dispatch_send.cuh"
 #include "kernels/low_latency/fp8_cast.cuh"
@@ -35,8 +37,6 @@
 #include "kernels/low_latency/staged_scales.cuh"
 
 namespace moe_ep::kernels {
-
-inline constexpr protocol::Phase kLlDirectPhase = protocol::Phase::kLowLatencyDispatchSend;
 
 // A receiver's outputs, from its published header.
 struct DirectOutputs {
@@ -121,57 +121,65 @@ __device__ __forceinline__ void rank_block_entries(const LlDispatchSendParams& p
   __syncthreads();
 }
 
-// Whole block, after every peer's `ready`: own[i] becomes the entry's destination,
+// Whole block, with every peer's ready record: own[i] becomes the entry's destination,
 // (owner << 28) | row there (e_local * N + slot), or -1. The slot is the entries the
-// ranks before this one send to the expert (they come first in its layout) plus the rank;
-// it is the handle's combine slot of entry first + i (absolute_slots).
-// Also every arrived receiver's outputs (this rank's own from the call). It runs before the
-// peers' shapes are checked: with a mismatch its results go unused.
-__device__ __forceinline__ void place_block_entries(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
-                                                    unsigned arrived, int first_entry, int count, int* own,
-                                                    DirectOutputs* outputs) {
+// ranks before this one send to the expert (they come first in its layout: their tagged
+// counts, all of an entry's in flight at once) plus the rank; it is the handle's combine
+// slot of entry first + i (absolute_slots). Only once the peers' records arrived and their
+// shapes agree (else `failed_before`, block-uniform, and nothing is placed: a peer of fewer
+// experts never writes some counts). Returns whether the op failed. (Loading the thread's
+// first counts with the ready words instead, so they often arrive stale and are awaited
+// one by one: one token per rank at 8 ranks, dispatch 10.75 -> 12.15 us.)
+__device__ __forceinline__ bool place_block_entries(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
+                                                    std::uint64_t epoch, int first_entry, int count, int* own,
+                                                    bool failed_before) {
+  if (failed_before) return true;
+  __shared__ bool failed;
+  if (threadIdx.x == 0) failed = false;
+  __syncthreads();
   const LlContext& ctx = p.ctx;
   const int num_local = p.num_experts / ctx.num_ranks;
   const int slots = ctx.num_ranks * r.max_tokens;
-  // The receivers' outputs load first, in flight with the counts (one round trip).
-  const int q = threadIdx.x;
-  DirectOutputs receiver{r.recv_x, r.recv_scales, r.src_info};
-  if (q < ctx.num_ranks && q != ctx.rank && (arrived & (1u << q))) {
-    const protocol::LlPublished& pub = ll_header(ctx, q)->published;
-    receiver = {pub.recv_x, pub.recv_scales, pub.src_info};
-  }
   for (int i = threadIdx.x; i < count; i += blockDim.x) {
     const int entry = own[i];
     const int e = entry >> 16, owner = e / num_local;
-    int first = 0;
+    std::uint64_t seen[kMaxNvlRanks];
 #pragma unroll
     for (int s = 0; s < kMaxNvlRanks; ++s) {
-      if (entry >= 0 && s < ctx.rank && (arrived & (1u << s))) {
-        first += reinterpret_cast<const std::int32_t*>(ll_half(ctx, s) + ctx.layout.expert_counts_offset)[e];
+      seen[s] = entry >= 0 && s < ctx.rank ? device::load_relaxed(ll_count_word(ctx, s, e, epoch), true) : 0;
+    }
+    int first = 0;
+    bool ok = true;
+    unsigned stale = 0;  // sources whose count is not in yet: awaited one by one (one copy of the wait)
+    const std::uint32_t tag = ll_word_tag(epoch);
+#pragma unroll
+    for (int s = 0; s < kMaxNvlRanks; ++s) {
+      if (entry < 0 || s >= ctx.rank) continue;
+      if (ll_word_ready(seen[s], tag)) {
+        first += static_cast<int>(static_cast<std::uint32_t>(seen[s]));
+      } else {
+        stale |= 1u << s;
       }
     }
+    // After a failed wait (this thread's, or another's before this entry), no other: a
+    // bound or two, not one per count.
+    if (stale != 0 && *static_cast<volatile bool*>(&failed)) ok = false;
+    for (; stale != 0 && ok; stale &= stale - 1) {
+      const int s = __ffs(stale) - 1;
+      const LlWordRead read = ll_await_word(ctx, s, ll_count_word(ctx, s, e, epoch), epoch, kLlDirectPhase);
+      first += static_cast<int>(read.value);
+      ok = read.ok;
+    }
+    ok = ok && stale == 0;
+    if (!ok) failed = true;
     const int slot = first + (entry & 0xffff);
     // A slot past the expert's last: the receiver reports the overflow (kCapacity).
-    const bool placed = entry >= 0 && (arrived & (1u << owner)) && slot < slots;
+    const bool placed = ok && entry >= 0 && slot < slots;
     own[i] = placed ? (owner << 28) | ((e - owner * num_local) * slots + slot) : -1;
     p.combine_slots[first_entry + i] = placed ? slot : -1;
   }
-  if (q < ctx.num_ranks && (arrived & (1u << q))) outputs[q] = receiver;
   __syncthreads();
-}
-
-// Block 0 (with peers), once it holds this rank's counts and before it ranks its own
-// entries: this rank's count per expert into its half (its shape and outputs are
-// published already), `ready` to every peer.
-__device__ __forceinline__ void publish_counts(const LlDispatchSendParams& p, const int* counters, std::uint64_t epoch) {
-  const LlContext& ctx = p.ctx;
-  std::int32_t* counts_out = reinterpret_cast<std::int32_t*>(ll_half(ctx, ctx.rank) + ctx.layout.expert_counts_offset);
-  for (int e = threadIdx.x; e < p.num_experts; e += blockDim.x) counts_out[e] = counters[e];
-  __syncthreads();
-  if (threadIdx.x == 0) {  // the shape is published (ll_direct_dispatch)
-    ll_signal_peers<false>(ctx, &protocol::LlHeader::ready, epoch, ctx.state->abort != 0);
-    ll_stamp(ctx, kTraceReadySignalled);
-  }
+  return failed;
 }
 
 // Direct items: each lane holds 16 consecutive channels per step (two int4 of bf16), so a
@@ -316,16 +324,16 @@ __device__ __forceinline__ void write_direct_chunk(const LlDispatchSendParams& p
 // block's), in the order of ll_direct_layout_rank (`tokens`: the block's).
 __device__ __forceinline__ void direct_layout(const LlDispatchSendParams& p, const LlDispatchRecvParams& r,
                                               const LlDirectShare& tokens, unsigned arrived, const int* own_counts,
-                                              int warp, int lane) {
+                                              std::uint64_t epoch, int warp, int lane) {
   const int num_local = r.num_experts / r.ctx.num_ranks;
   const int rank = ll_direct_layout_rank(p.num_tokens, p.hidden, gridDim.x, tokens, blockIdx.x, warp);
   for (int e = rank; e < num_local; e += gridDim.x * kLlWarps) {
-    ll_experts_layout<false>(r, arrived, e, /*width=*/32, lane, own_counts);
+    ll_experts_layout<false>(r, arrived, e, /*width=*/32, lane, own_counts, epoch);
   }
 }
 
 // The whole op in one launch (every block): ranks the block's entries and counts every
-// entry; block 0 publishes the counts (with peers); waits for every peer's `ready`, writes
+// entry; block 0 publishes the counts (with peers); waits for every peer's ready words, writes
 // its tokens into the receivers, lays out its share of the receive side; with peers, each
 // block signals its `done` to every peer and block 0 waits for theirs. Needs
 // ll_dispatch_send_shared_bytes of dynamic shared memory.
@@ -351,33 +359,53 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   const auto load_first_row = [&] {
     if (warp < num_items) load_direct_row(p, direct_item(p, tokens, warp), lane, row);
   };
+  __shared__ bool failed_before;  // block 0: this rank's op failed before it published (ready's failed bit)
   if (kAlone) load_first_row();
   const bool bad_ids = load_block_entries(p, tokens.first * p.num_topk, tokens.last * p.num_topk, before, counts, own, [&] {
     if (!kAlone) load_first_row();
-    // With peers, block 0's last thread (it holds no id for a few tokens) publishes the
-    // shape while the ids load.
-    if (!kAlone && blockIdx.x == 0 && threadIdx.x == blockDim.x - 1) ll_write_published(ctx);
+    // With peers, block 0's last warp (it holds no id for a few tokens) publishes the shape
+    // and outputs while the ids load: as tagged words for direct peers, and as the struct
+    // a peer on another path reads after the late flag (ready_words.cuh).
+    if (!kAlone && blockIdx.x == 0 && warp == kLlWarps - 1) {
+      ll_write_ready_words(ctx, epoch, lane);
+      if (lane == 31) {
+        ll_write_published(ctx);
+        failed_before = ctx.state->abort != 0;
+      }
+    }
   });
   if (kAlone && threadIdx.x == 0) outputs[0] = {r.recv_x, r.recv_scales, r.src_info};
   total_counts(p, before, counts);
   // With peers, the counts go out before the block ranks its own entries.
-  if (!kAlone && blockIdx.x == 0) publish_counts(p, counts, epoch);
+  const bool publish_failed = !kAlone && blockIdx.x == 0 && (bad_ids || failed_before);
+  if (!kAlone && blockIdx.x == 0) {
+    ll_write_ready_counts(ctx, counts, p.num_experts, epoch, publish_failed);
+    if (threadIdx.x == 0) ll_stamp(ctx, kTraceReadySignalled);
+  }
   rank_block_entries(p, tokens.first * p.num_topk, num_entries, before, own, kAlone ? r.max_tokens : 0);
-  // With peers: every peer's `ready` (this rank's own counts are the block's).
+  // With peers: every peer's ready record (this rank's own counts are the block's).
   LlArrivals arrivals{1u, false};
   __shared__ unsigned scale_stagers;  // sources that staged their scales: every block lays them out at the end
   __shared__ int peer_blocks[kMaxNvlRanks];  // the blocks that signal each peer's `done`
   if (!kAlone) {
-    arrivals = ll_wait_peers<false>(ctx, &protocol::LlHeader::ready, epoch, kLlDirectPhase, nullptr, /*signalled_self=*/true);
+    __shared__ std::uint32_t ready_words[kMaxNvlRanks][protocol::kLlReadyStride];
+    arrivals = ll_await_ready_words(ctx, epoch, kLlDirectPhase, ready_words);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceReadySeen);
-    ll_load_peer_blocks(ctx, arrivals.arrived, peer_blocks);
-    // The peers' shapes load together with their counts and outputs; nothing is written
-    // before the shapes agree (a mismatch leaves the destinations unused).
-    // So does whether any source staged its scales (the end of the op depends on it).
-    const LlShapeFields shapes = ll_load_peer_shape<false>(ctx, arrivals.arrived);
-    const int source_tokens = ll_source_tokens(ctx, arrivals.arrived);
-    place_block_entries(p, r, arrivals.arrived, tokens.first * p.num_topk, num_entries, own, outputs);
-    arrivals.failed = !ll_check_peer_shape(ctx, shapes, kLlDirectPhase) || arrivals.failed;
+    // Thread q: receiver q's shape, outputs, blocks and tokens (ours from the call).
+    const int q = threadIdx.x;
+    int source_tokens = 0;
+    if (q < ctx.num_ranks) {
+      const bool theirs = q != ctx.rank;
+      outputs[q] = theirs ? DirectOutputs{ll_ready_pointer<std::uint8_t>(ready_words, q, 0),
+                                          ll_ready_pointer<void>(ready_words, q, 1),
+                                          ll_ready_pointer<std::int32_t>(ready_words, q, 2)}
+                          : DirectOutputs{r.recv_x, r.recv_scales, r.src_info};
+      peer_blocks[q] = theirs ? static_cast<int>(ready_words[q][protocol::kReadyDoneBlocks]) : ctx.shape.done_blocks;
+      source_tokens = theirs ? static_cast<int>(ready_words[q][protocol::kReadyNumTokens]) : ctx.shape.num_tokens;
+    }
+    // The shapes agree before anything is placed or written.
+    arrivals.failed = !ll_check_peer_shape(ctx, ll_ready_shape(ctx, ready_words), kLlDirectPhase) || arrivals.failed;
+    arrivals.failed = place_block_entries(p, r, epoch, tokens.first * p.num_topk, num_entries, own, arrivals.failed);
     scale_staging_sources(r, arrivals.failed ? 0u : arrivals.arrived, source_tokens, &scale_stagers);
   } else if (blockIdx.x == 0 && threadIdx.x == 0) {
     ll_stamp(ctx, kTraceReadySeen);  // alone: ranked
@@ -407,7 +435,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
     if (threadIdx.x == 0) ll_signal_block_done(ctx, epoch, arrivals.failed || bad_ids, /*wrote_peers=*/true);
   }
   if (!arrivals.failed) {
-    direct_layout(p, r, tokens, arrivals.arrived, counts, warp, lane);
+    direct_layout(p, r, tokens, arrivals.arrived, counts, kAlone ? 0 : epoch, warp, lane);
     if (blockIdx.x == 0 && threadIdx.x == 0) ll_stamp(ctx, kTraceLaidOut);
   }
   if (threadIdx.x == 0) ll_stamp(ctx, kTraceItemsDone, true);
@@ -433,6 +461,8 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   // A warp's first item of staged scales: its layout loads while the block waits.
   StagedScalesItem item{};
   if (warp < warp_items) item = staged_item(warp);
+  // The late `ready` flag, for peers on another path or op (ready_words.cuh).
+  if (waiter && threadIdx.x == 0) ll_signal_ready_flags(ctx, epoch, publish_failed);
   const LlArrivals written = ll_wait_block_done(ctx, epoch, kLlDirectPhase, peer_blocks, waiter ? r.wait_stats : nullptr);
   if (!written.failed) {
     for (int i = warp; i < warp_items; i += kLlWarps) {

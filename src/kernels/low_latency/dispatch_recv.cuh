@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "device/copy.cuh"
+#include "kernels/low_latency/ready_words.cuh"
 #include "kernels/low_latency/ll_collective.cuh"
 
 namespace moe_ep::kernels {
@@ -40,9 +41,12 @@ __device__ __forceinline__ int ll_layout_width(int num_ranks) {
 // in several top-k slots cause one) or an RDMA source above its mirror slot is recorded,
 // aborts the op, and counts as 0 rows. own_counts: this rank's count per global expert,
 // if the caller holds it (else it is read from this rank's half, like a peer's).
+// tagged_epoch (a direct dispatch's): the peers' counts are tagged words of that op
+// (ready_words.cuh); a failed wait aborts the op and counts as 0 rows.
 template <bool kRdma>
 __device__ __forceinline__ void ll_experts_layout(const LlDispatchRecvParams& p, unsigned arrived, int e0, int width,
-                                                 int lane, const int* own_counts = nullptr) {
+                                                 int lane, const int* own_counts = nullptr,
+                                                 std::uint64_t tagged_epoch = 0) {
   const LlContext& ctx = p.ctx;
   const int slots = ctx.num_ranks * p.max_tokens;
   const int num_local = p.num_experts / ctx.num_ranks;
@@ -52,11 +56,19 @@ __device__ __forceinline__ void ll_experts_layout(const LlDispatchRecvParams& p,
   const int cumulative = p.cumulative_recv_stats != nullptr && valid && s == 0 ? p.cumulative_recv_stats[e] : 0;
   int count = 0;
   if (valid && s < ctx.num_ranks && (arrived & (1u << s))) {
-    const std::int32_t* counts =
-        s == ctx.rank && own_counts != nullptr
-            ? own_counts
-            : reinterpret_cast<const std::int32_t*>(ll_source_half<kRdma>(ctx, s) + ctx.layout.expert_counts_offset);
-    count = counts[ctx.rank * num_local + e];
+    const int global_e = ctx.rank * num_local + e;
+    if (s == ctx.rank && own_counts != nullptr) {
+      count = own_counts[global_e];
+    } else if (tagged_epoch != 0) {
+      const std::uint64_t* word = ll_count_word(ctx, s, global_e, tagged_epoch);
+      const std::uint64_t seen = device::load_relaxed(word, true);
+      LlWordRead read{static_cast<std::uint32_t>(seen), true};
+      if (!ll_word_ready(seen, ll_word_tag(tagged_epoch))) read = ll_await_word(ctx, s, word, tagged_epoch, kLlDirectPhase);
+      count = read.ok ? static_cast<int>(read.value) : 0;
+      if (!read.ok) ctx.state->abort = 1;
+    } else {
+      count = reinterpret_cast<const std::int32_t*>(ll_source_half<kRdma>(ctx, s) + ctx.layout.expert_counts_offset)[global_e];
+    }
   }
   if (count > p.max_tokens && ll_rdma_peer<kRdma>(ctx, s)) {
     // The combine's mirror slot keeps max_tokens rows per (expert, home).

@@ -69,6 +69,10 @@ struct LlContext {
   // LlHeader::done_blocks) and one block waits for every peer's blocks (shape.done_blocks),
   // so no last-block ticket sits between a block's writes and the signal.
   bool block_done;
+  // The same condition, for every op of the buffer (block_done is set only for the calls
+  // that signal per block): flags live in the signaller's own header (ll_own_flags), so
+  // ranks on different paths still find each other's.
+  bool own_flags;
   std::uint64_t timeout_ns;
   std::uint64_t delay_ns;         // fault injection: sleep before signalling
   protocol::DeviceState* state;   // this rank's
