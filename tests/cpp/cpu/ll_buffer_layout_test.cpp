@@ -46,6 +46,24 @@ std::string at(std::int64_t t, std::int64_t h, std::int64_t k, std::int64_t e, b
          " experts=" + std::to_string(e) + (staging ? " staged" : "");
 }
 
+// A reset zeroes the header and the tagged ready counts of every call that fits the half
+// (a stale word must never carry a later op's tag), and never more than the half.
+TEST(LlBufferLayout, ResetCoversTheReadyCountsOfEveryCallThatFits) {
+  for (std::int64_t t : kTokens) {
+    for (std::int64_t h : kHiddens) {
+      for (std::int64_t e : {std::int64_t{1}, std::int64_t{288}, std::int64_t{kMaxExperts}}) {
+        SCOPED_TRACE(at(t, h, kMaxTopk, e, false));
+        const LlHalfLayout l = carve_ll_half(t, h, kMaxTopk, e, false);
+        for (std::int64_t half : {l.total_bytes, l.total_bytes + 128, std::int64_t{1} << 30}) {
+          EXPECT_GE(ll_reset_bytes(half), l.ready_counts_offset + 16 * e) << half;
+          EXPECT_GE(ll_reset_bytes(half), static_cast<std::int64_t>(sizeof(LlHeader))) << half;
+          EXPECT_LE(ll_reset_bytes(half), half) << half;
+        }
+      }
+    }
+  }
+}
+
 TEST(LlBufferLayout, RegionsAreAlignedOrderedAndDoNotOverlap) {
   EXPECT_EQ(sizeof(LlHeader) % 128, 0u);
   for (std::int64_t t : kTokens) {
@@ -55,11 +73,12 @@ TEST(LlBufferLayout, RegionsAreAlignedOrderedAndDoNotOverlap) {
           for (bool staging : {false, true}) {
             SCOPED_TRACE(at(t, h, k, e, staging));
             const LlHalfLayout l = carve_ll_half(t, h, k, e, staging);
-            for (std::int64_t offset : {l.expert_counts_offset, l.plan_offset, l.topk_ids_offset, l.ranks_offset,
-                                        l.rows_offset, l.total_bytes}) {
+            for (std::int64_t offset : {l.ready_counts_offset, l.expert_counts_offset, l.plan_offset,
+                                        l.topk_ids_offset, l.ranks_offset, l.rows_offset, l.total_bytes}) {
               EXPECT_EQ(offset % 128, 0) << offset;
             }
-            EXPECT_GE(l.expert_counts_offset, static_cast<std::int64_t>(sizeof(LlHeader)));
+            EXPECT_GE(l.ready_counts_offset, static_cast<std::int64_t>(sizeof(LlHeader)));
+            EXPECT_GE(l.expert_counts_offset, l.ready_counts_offset + 16 * e);  // two sets of tagged counts
             EXPECT_GE(l.plan_offset, l.expert_counts_offset + 4 * e);
             EXPECT_GE(l.topk_ids_offset, l.plan_offset + 8 * e);
             EXPECT_GE(l.ranks_offset, l.topk_ids_offset + 4 * t * k);
