@@ -13,9 +13,9 @@
 //      expert), so no block waits for another to rank;
 //   2. each warp loads its first chunk of a token meanwhile; once every peer's words and
 //      the counts of the ranks before this one are in (they place its first slot per
-//      expert; the receivers' outputs are known), it casts its chunks and writes them into every slot
-//      the token names (FP8 scales of a large sender at 8+ ranks: as a row into each
-//      receiver's half instead, staged_scales.cuh); then a warp per local expert lays out
+//      expert; the receivers' outputs are known), it casts its chunks and writes them into
+//      every slot the token names (FP8 scales of a large sender at 8+ ranks: as a row into
+//      each receiver's half instead, staged_scales.cuh); then a warp per local expert lays out
 //      the receive side (counts, layout_range);
 //   3. with peers, each block signals its own `done` (my tokens are in your outputs) once
 //      its warps with items are through, before its layout, and block 0 waits for every
@@ -359,7 +359,7 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
   const auto load_first_row = [&] {
     if (warp < num_items) load_direct_row(p, direct_item(p, tokens, warp), lane, row);
   };
-  __shared__ bool failed_before;  // block 0: this rank's op failed before it published (ready's failed bit)
+  __shared__ bool aborted_before;  // block 0: this rank's op failed before it published (ready's failed bit)
   if (kAlone) load_first_row();
   const bool bad_ids = load_block_entries(p, tokens.first * p.num_topk, tokens.last * p.num_topk, before, counts, own, [&] {
     if (!kAlone) load_first_row();
@@ -370,14 +370,14 @@ __device__ __forceinline__ void ll_direct_dispatch(const LlDispatchSendParams& p
       ll_write_ready_words(ctx, epoch, lane);
       if (lane == 31) {
         ll_write_published(ctx);
-        failed_before = ctx.state->abort != 0;
+        aborted_before = ctx.state->abort != 0;
       }
     }
   });
   if (kAlone && threadIdx.x == 0) outputs[0] = {r.recv_x, r.recv_scales, r.src_info};
   total_counts(p, before, counts);
   // With peers, the counts go out before the block ranks its own entries.
-  const bool publish_failed = !kAlone && blockIdx.x == 0 && (bad_ids || failed_before);
+  const bool publish_failed = !kAlone && blockIdx.x == 0 && (bad_ids || aborted_before);
   if (!kAlone && blockIdx.x == 0) {
     ll_write_ready_counts(ctx, counts, p.num_experts, epoch, publish_failed);
     if (threadIdx.x == 0) ll_stamp(ctx, kTraceReadySignalled);

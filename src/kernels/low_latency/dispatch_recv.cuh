@@ -60,10 +60,8 @@ __device__ __forceinline__ void ll_experts_layout(const LlDispatchRecvParams& p,
     if (s == ctx.rank && own_counts != nullptr) {
       count = own_counts[global_e];
     } else if (tagged_epoch != 0) {
-      const std::uint64_t* word = ll_count_word(ctx, s, global_e, tagged_epoch);
-      const std::uint64_t seen = device::load_relaxed(word, true);
-      LlWordRead read{static_cast<std::uint32_t>(seen), true};
-      if (!ll_word_ready(seen, ll_word_tag(tagged_epoch))) read = ll_await_word(ctx, s, word, tagged_epoch, kLlDirectPhase);
+      const LlWordRead read = ll_read_word(ctx, s, ll_count_word(ctx, s, global_e, tagged_epoch), tagged_epoch,
+                                           kLlDirectPhase);
       count = read.ok ? static_cast<int>(read.value) : 0;
       if (!read.ok) ctx.state->abort = 1;
     } else {

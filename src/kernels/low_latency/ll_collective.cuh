@@ -175,6 +175,11 @@ struct LlArrivals {
   bool failed;       // a peer failed, called another op, or (without shrink) timed out
 };
 
+// Every rank arrived (no shrink: the waits that cannot mask).
+__device__ __forceinline__ LlArrivals ll_all_arrived(const LlContext& ctx, bool failed) {
+  return {ctx.num_ranks >= 32 ? ~0u : (1u << ctx.num_ranks) - 1, failed};
+}
+
 // Whole block: waits for `flags` of every unmasked peer. With shrink, an expired wait
 // masks that peer. wait_stats[q] (if given) accumulates the ns waited for peer q.
 // signalled_self: this rank's own flag is not awaited (this block just signalled it, or
@@ -342,12 +347,12 @@ __device__ __forceinline__ void ll_load_peer_blocks(const LlContext& ctx, unsign
 // in this rank's header, where every peer reads it (a store into each peer's header waited
 // on each destination in turn; H100, one token per rank at 8 ranks: combine 9.3 -> 9.1 us,
 // kernel start to end, 8 pairs back to back 18.6 -> 18.3 us a pair). With `wrote_peers`
-// (the block wrote into peers' memory) a fence publishes
-// those writes first. Without, `done` says only that the block finished reading the peers'
-// memory: every value it loaded was used before the block's barrier, so those loads are
-// complete before the signal is issued and no write after it can reach them; a fence would
-// only wait for the block's own output stores (H100, one token per rank: combine 13.5 ->
-// 13.1 us at 8 ranks, 10.2 -> 9.8 us at 2).
+// (the block wrote into peers' memory) a fence publishes those writes first. Without,
+// `done` says only that the block finished reading the peers' memory: every value it
+// loaded was used before the block's barrier, so those loads are complete before the
+// signal is issued and no write after it can reach them; a fence would only wait for the
+// block's own output stores (H100, one token per rank: combine 13.5 -> 13.1 us at 8 ranks,
+// 10.2 -> 9.8 us at 2).
 __device__ __forceinline__ void ll_signal_block_done(const LlContext& ctx, std::uint64_t epoch, bool failed,
                                                      bool wrote_peers) {
   if (ctx.delay_ns != 0) device::sleep_until(device::global_timer_ns() + ctx.delay_ns);
@@ -389,8 +394,7 @@ __device__ __forceinline__ LlArrivals ll_wait_block_done(const LlContext& ctx, s
   if (wait_stats != nullptr && threadIdx.x < ctx.num_ranks) {
     atomicAdd(reinterpret_cast<unsigned long long*>(&wait_stats[threadIdx.x]), waited[threadIdx.x]);
   }
-  const unsigned all = ctx.num_ranks >= 32 ? ~0u : (1u << ctx.num_ranks) - 1;
-  return {all, failed};
+  return ll_all_arrived(ctx, failed);
 }
 
 // Called by every block at its end: the last block to finish tells every peer that this

@@ -1,8 +1,8 @@
 // The direct dispatch's `ready` (every rank in this process on this GPU) as tagged words
 // (protocol::LlReadyWord; LlHeader::ready_words, the half's ready counts): each 8-byte word
 // holds a value and, above it, the op's epoch and a failed bit, stored at once (only a
-// direct dispatch writes them, so no op; 31 bits of epoch wrap after 2^31 ops on a half). The writer publishes its
-// shape, outputs and counts with plain stores: no fence, no flag. A reader polls exactly
+// direct dispatch writes them, so no op; 31 bits of epoch wrap after 2^31 ops on a half).
+// The writer publishes its shape, outputs and counts with plain stores: no fence, no flag. A reader polls exactly
 // the words it uses until they carry this op's tag: no flag to see first and then a round
 // trip for the data. The values are the data (nothing else of the writer's is read on
 // their word), so no acquire is needed either. H100, 8 ranks, old and new binaries
@@ -152,6 +152,15 @@ __device__ __forceinline__ LlWordRead ll_await_word(const LlContext& ctx, int q,
   return {static_cast<std::uint32_t>(seen), true};
 }
 
+// One thread: the value of peer q's tagged `word`, at once if it is in (the common case),
+// else through ll_await_word.
+__device__ __forceinline__ LlWordRead ll_read_word(const LlContext& ctx, int q, const std::uint64_t* word,
+                                                   std::uint64_t epoch, protocol::Phase phase) {
+  const std::uint64_t seen = device::load_relaxed(word, true);
+  if (ll_word_ready(seen, ll_word_tag(epoch))) return {static_cast<std::uint32_t>(seen), true};
+  return ll_await_word(ctx, q, word, epoch, phase);
+}
+
 // Whole block: every peer's ready record into words[q] (shared; this rank's own is not
 // read). Thread i polls word i % kLlReadyStride of peer i / kLlReadyStride, so every word
 // is in flight at once. Needs kMaxNvlRanks * kLlReadyStride threads at most.
@@ -163,16 +172,12 @@ __device__ __forceinline__ LlArrivals ll_await_ready_words(const LlContext& ctx,
   __syncthreads();
   const int q = threadIdx.x / protocol::kLlReadyStride, w = threadIdx.x % protocol::kLlReadyStride;
   if (q < ctx.num_ranks && q != ctx.rank && w < protocol::kLlReadyWords) {
-    const std::uint64_t* word = &ll_header(ctx, q)->ready_words[w];
-    const std::uint64_t seen = device::load_relaxed(word, true);
-    LlWordRead read{static_cast<std::uint32_t>(seen), true};
-    if (!ll_word_ready(seen, ll_word_tag(epoch))) read = ll_await_word(ctx, q, word, epoch, phase);
+    const LlWordRead read = ll_read_word(ctx, q, &ll_header(ctx, q)->ready_words[w], epoch, phase);
     words[q][w] = read.value;
     if (!read.ok) failed = true;
   }
   __syncthreads();
-  const unsigned all = ctx.num_ranks >= 32 ? ~0u : (1u << ctx.num_ranks) - 1;
-  return {all, failed};
+  return ll_all_arrived(ctx, failed);
 }
 
 // Thread q < num_ranks, after ll_await_ready_words: peer q's shape (ours: ctx.shape).

@@ -43,16 +43,8 @@ __device__ __forceinline__ std::uint32_t* ll_staged_scale_row(const LlDispatchRe
          (static_cast<std::int64_t>(s) * r.max_tokens + t) * ll_staged_row_words(r.hidden);
 }
 
-// Thread q < num_ranks, after every peer's `ready`: source q's published token count
-// (this rank's from the call), loaded with the peer's shape (see scale_staging_sources).
-__device__ __forceinline__ int ll_source_tokens(const LlContext& ctx, unsigned arrived) {
-  const int q = threadIdx.x;
-  if (q >= ctx.num_ranks || !(arrived & (1u << q))) return 0;
-  return q == ctx.rank ? ctx.shape.num_tokens : ll_header(ctx, q)->published.num_tokens;
-}
-
 // Whole block: *mask (shared) gets bit q set for every source q in `sources` that stages
-// its scales (`tokens`: thread q's ll_source_tokens), readable after the block's next
+// its scales (`tokens`: source q's token count, in thread q), readable after the block's next
 // barrier.
 __device__ __forceinline__ void scale_staging_sources(const LlDispatchRecvParams& r, unsigned sources, int tokens,
                                                       unsigned* mask) {
