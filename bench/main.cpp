@@ -16,6 +16,7 @@
 
 #include "bench_util.hpp"
 #include "cpu_reference_demo.hpp"
+#include "handoff_floor.hpp"
 #include "intranode_bench.hpp"
 #include "launch_floor.hpp"
 #include "layout_bench.hpp"
@@ -80,6 +81,16 @@ int main(int argc, char** argv) {
     floor.time_us = measure_launch_floor(200);
     floor.note = "empty kernel between events: the floor of small-kernel timings";
     report.add(floor);
+    for (const bool fenced : {false, true}) {  // one hand-off between two SMs: what each LL barrier step costs at least
+      Row handoff;
+      handoff.bench = "sync";
+      handoff.problem = fenced ? "handoff-fenced" : "handoff";
+      handoff.time_us = measure_flag_handoff(fenced, 20, 1000);
+      handoff.note = std::to_string(static_cast<int>(handoff.time_us.median * 1000.0 + 0.5)) + " ns: " +
+                     (fenced ? "the same with a fence before each store (a signal that publishes data)"
+                             : "one-way flag hand-off between two SMs (a store, acquire polls see it)");
+      report.add(handoff);
+    }
     for (int r : ranks) {  // what in-process ranks pay before their kernels can meet
       Row spread;
       spread.bench = "gate";

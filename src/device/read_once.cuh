@@ -26,4 +26,14 @@ __device__ __forceinline__ int4 load_read_once(const void* p, std::uint64_t poli
   return v;
 }
 
+// Starts bringing `bytes` (a multiple of 16, from a 16-byte aligned address) into L2, with
+// no register written and nothing to wait for. sm_90 and later; a no-op before.
+__device__ __forceinline__ void prefetch_l2(const void* p, std::uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(p), "r"(bytes) : "memory");
+#else
+  (void)p, (void)bytes;
+#endif
+}
+
 }  // namespace moe_ep::device

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "device/copy.cuh"
+#include "device/read_once.cuh"
 #include "kernels/low_latency/ll_collective.cuh"
 #include "kernels/low_latency/logfmt.cuh"
 
@@ -50,6 +51,22 @@ __device__ __forceinline__ void push_expert_row(const LlCombineSendParams& p, in
 __device__ __forceinline__ int expert_row_count(const LlCombineSendParams& p, int e) {
   const std::int64_t last = p.layout_range[e * p.ctx.num_ranks + p.ctx.num_ranks - 1];
   return static_cast<int>((last & 0xffffffff) + (last >> 32));
+}
+
+// Rows x holds in place, of the experts with at most kLlPrefetchRows (thread i of n: experts
+// i, i + n, ...): their L2 fill starts while `ready` goes out, so the homes that pull them
+// after it find them in L2 rather than in DRAM (x is cold when no expert kernel just wrote
+// it). Larger experts are not prefetched: their rows would crowd L2 out.
+inline constexpr int kLlPrefetchRows = 8;
+__device__ __forceinline__ void prefetch_few_rows(const LlCombineSendParams& p, int i, int n) {
+  const int num_local = p.ctx.shape.num_experts / p.ctx.num_ranks;
+  const std::int64_t row_bytes = 2ll * p.hidden;
+  for (int e = i; e < num_local; e += n) {
+    const int rows = expert_row_count(p, e);
+    if (rows == 0 || rows > kLlPrefetchRows) continue;
+    const std::int64_t first = static_cast<std::int64_t>(e) * p.ctx.num_ranks * p.max_tokens;
+    device::prefetch_l2(p.x + first * p.hidden, static_cast<std::uint32_t>(rows * row_bytes));
+  }
 }
 
 // Valid rows of x into the half: row (e, j) keeps its index, BF16 or LogFMT (unless the
@@ -143,7 +160,11 @@ __device__ __forceinline__ void ll_combine_send_phase(const LlCombineSendParams&
   } else if (blockIdx.x == 0) {
     // Peers read x in place: block 0's plan is the whole send phase, no ticket needed.
     __syncthreads();
-    if (threadIdx.x < 32) ll_publish_ready<kRdma>(ctx, epoch, /*written=*/true);
+    if (threadIdx.x < 32) {
+      ll_publish_ready<kRdma>(ctx, epoch, /*written=*/true);
+    } else {
+      prefetch_few_rows(p, static_cast<int>(threadIdx.x) - 32, static_cast<int>(blockDim.x) - 32);
+    }
   }
 }
 

@@ -1,0 +1,72 @@
+// Ping-pong between two blocks on two SMs (see handoff_floor.hpp).
+#include "handoff_floor.hpp"
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "device/sync.cuh"
+#include "runtime/cuda_check.hpp"
+#include "support/device_array.hpp"
+
+namespace moe_ep::bench {
+namespace {
+
+// More dynamic shared memory than half an SM's: the two blocks cannot share an SM.
+constexpr int kOneBlockPerSmBytes = 120 * 1024;
+constexpr int kFlagStride = 16;  // words: each block's flag on a 128-byte line of its own
+
+// Block b's thread 0 answers round i once it sees the other's flag reach i (block 0 starts).
+// Every wait is bounded (1 s): an expiry is recorded in *expired and the block stops.
+__global__ void ping_pong_kernel(std::uint64_t* flags, int round_trips, bool fenced, std::uint64_t* ns,
+                                 unsigned* expired) {
+  if (threadIdx.x != 0) return;
+  const int me = static_cast<int>(blockIdx.x);
+  std::uint64_t* mine = flags + me * kFlagStride;
+  std::uint64_t* theirs = flags + (1 - me) * kFlagStride;
+  const std::uint64_t start = device::global_timer_ns();
+  for (std::uint64_t i = 1; i <= static_cast<std::uint64_t>(round_trips); ++i) {
+    if (me == 1) {
+      while (device::load_acquire_gpu(mine) < i) {
+        if (device::global_timer_ns() - start > 1'000'000'000ull) {
+          atomicExch(expired, 1u);
+          return;
+        }
+      }
+    }
+    if (fenced) __threadfence();
+    device::store_relaxed(theirs, i, /*gpu_scope=*/true);
+    if (me == 0) {
+      while (device::load_acquire_gpu(mine) < i) {
+        if (device::global_timer_ns() - start > 1'000'000'000ull) {
+          atomicExch(expired, 1u);
+          return;
+        }
+      }
+    }
+  }
+  if (me == 0) *ns = device::global_timer_ns() - start;
+}
+
+}  // namespace
+
+Stats measure_flag_handoff(bool fenced, int repetitions, int round_trips) {
+  test::DeviceArray<std::uint64_t> flags(2 * kFlagStride);
+  test::DeviceArray<std::uint64_t> ns(1);
+  test::DeviceArray<unsigned> expired(1);
+  MOE_EP_CUDA_CHECK(cudaFuncSetAttribute(ping_pong_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         kOneBlockPerSmBytes));
+  MOE_EP_CUDA_CHECK(cudaMemset(expired.get(), 0, sizeof(unsigned)));
+  std::vector<double> us;
+  for (int rep = 0; rep <= repetitions; ++rep) {  // the first warms up
+    MOE_EP_CUDA_CHECK(cudaMemset(flags.get(), 0, flags.size() * sizeof(std::uint64_t)));
+    ping_pong_kernel<<<2, 32, kOneBlockPerSmBytes>>>(flags.get(), round_trips, fenced, ns.get(), expired.get());
+    MOE_EP_CHECK_LAUNCH();
+    MOE_EP_CUDA_CHECK(cudaDeviceSynchronize());
+    if (expired.download()[0] != 0) throw std::runtime_error("flag hand-off: a wait expired after 1 s");
+    if (rep > 0) us.push_back(static_cast<double>(ns.download()[0]) / 1000.0 / (2.0 * round_trips));
+  }
+  return stats_of(us);
+}
+
+}  // namespace moe_ep::bench
