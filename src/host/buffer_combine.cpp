@@ -14,6 +14,7 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   using host::check_optional_tensor;
   using host::check_tensor;
   using host::kAnySize;
+  using host::kRowAlign;
   using host::require;
   const std::string op = "combine";
   runtime::DeviceGuard guard(impl_->device);
@@ -21,7 +22,7 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   impl_->check_handle(op, handle);
   const int R = impl_->num_ranks;
   const std::int64_t rows = handle.num_recv_rows, num_tokens = handle.num_tokens;
-  check_tensor(op, a.x, {"x", {DType::kBFloat16}, {kAnySize, kAnySize}});
+  check_tensor(op, a.x, {"x", {DType::kBFloat16}, {kAnySize, kAnySize}, true, kRowAlign});
   require(a.x.size(0) == rows, op,
           "x has " + std::to_string(a.x.size(0)) + " rows but the dispatch received " + std::to_string(rows));
   const std::int64_t hidden = a.x.size(1);
@@ -30,9 +31,9 @@ Event Buffer::combine(const CombineArgs& a, const DispatchHandle& handle) {
   const int num_topk = a.topk_weights.defined() ? static_cast<int>(a.topk_weights.size(1)) : 0;
   require(num_topk <= kMaxTopk, op, "top-k of " + std::to_string(num_topk) + " above " + std::to_string(kMaxTopk));
   require(!a.bias1.defined() || a.bias0.defined(), op, "bias1 given without bias0");
-  check_optional_tensor(op, a.bias0, {"bias0", {DType::kBFloat16}, {num_tokens, hidden}});
-  check_optional_tensor(op, a.bias1, {"bias1", {DType::kBFloat16}, {num_tokens, hidden}});
-  check_tensor(op, a.combined_x, {"combined_x", {DType::kBFloat16}, {num_tokens, hidden}});
+  check_optional_tensor(op, a.bias0, {"bias0", {DType::kBFloat16}, {num_tokens, hidden}, true, kRowAlign});
+  check_optional_tensor(op, a.bias1, {"bias1", {DType::kBFloat16}, {num_tokens, hidden}, true, kRowAlign});
+  check_tensor(op, a.combined_x, {"combined_x", {DType::kBFloat16}, {num_tokens, hidden}, true, kRowAlign});
   if (num_topk > 0) {
     check_tensor(op, a.combined_topk_weights, {"combined_topk_weights", {DType::kFloat32}, {num_tokens, num_topk}});
   }

@@ -17,6 +17,7 @@ namespace {
 using host::check_dispatch_args;
 using host::check_tensor;
 using host::DispatchShape;
+using host::kRowAlign;
 using host::require;
 
 protocol::SourceDescriptor describe_source_in_place(const Buffer::Impl& b, const DispatchArgs& a);
@@ -172,7 +173,7 @@ DispatchShape check_receive_args(const std::string& op, const Buffer::Impl& b, c
   const DispatchShape s = check_dispatch_args(op, b, args, handle, cached);
   b.check_handle(op, handle);
   const std::int64_t rows = handle.num_recv_rows;
-  check_tensor(op, out.recv_x, {"recv_x", {args.x.dtype}, {rows, s.hidden}});
+  check_tensor(op, out.recv_x, {"recv_x", {args.x.dtype}, {rows, s.hidden}, true, kRowAlign});
   check_tensor(op, handle.recv_src_idx, {"handle.recv_src_idx", {DType::kInt32}, {rows}});
   if (s.fp8) check_tensor(op, out.recv_x_scales, {"recv_x_scales", {DType::kFloat32}, {rows, s.num_scales}});
   if (s.num_topk > 0) {

@@ -42,7 +42,7 @@ void check_handle_routing(const std::string& op, const Buffer::Impl& b, const Di
 DispatchShape check_dispatch_args(const std::string& op, const Buffer::Impl& b, const DispatchArgs& a,
                                   const DispatchHandle& handle, bool cached) {
   DispatchShape s;
-  check_tensor(op, a.x, {"x", {DType::kBFloat16, DType::kFloat8E4M3}, {kAnySize, kAnySize}});
+  check_tensor(op, a.x, {"x", {DType::kBFloat16, DType::kFloat8E4M3}, {kAnySize, kAnySize}, true, kRowAlign});
   s.num_tokens = a.x.size(0);
   s.hidden = a.x.size(1);
   s.fp8 = a.x.dtype == DType::kFloat8E4M3;

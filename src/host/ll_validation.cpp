@@ -37,7 +37,7 @@ void check_shape_limits(const std::string& op, int num_ranks, const LowLatencySh
 
 LowLatencyShape check_low_latency_dispatch(const std::string& op, int num_ranks, const LowLatencyDispatchArgs& a,
                                            const LowLatencyDispatchOutputs& out, const LowLatencyHandle& handle) {
-  check_tensor(op, a.x, {"x", {DType::kBFloat16}, {kAnySize, kAnySize}});
+  check_tensor(op, a.x, {"x", {DType::kBFloat16}, {kAnySize, kAnySize}, true, kRowAlign});
   LowLatencyShape s;
   s.num_ranks = num_ranks;
   s.num_tokens = static_cast<int>(a.x.size(0));
@@ -50,7 +50,7 @@ LowLatencyShape check_low_latency_dispatch(const std::string& op, int num_ranks,
   require(!a.use_ue8m0 || (a.use_fp8 && a.round_scale), op, "use_ue8m0 needs use_fp8 and round_scale");
 
   const std::int64_t E = s.num_local_experts(), N = s.slots_per_expert(), H = s.hidden;
-  check_tensor(op, out.recv_x, {"recv_x", {a.use_fp8 ? DType::kFloat8E4M3 : DType::kBFloat16}, {E, N, H}});
+  check_tensor(op, out.recv_x, {"recv_x", {a.use_fp8 ? DType::kFloat8E4M3 : DType::kBFloat16}, {E, N, H}, true, kRowAlign});
   if (a.use_fp8) {
     if (a.use_ue8m0) {
       check_column_major_scales(op, out.recv_x_scales, DType::kInt32, E, N, (H / 128 + 3) / 4, "int32 UE8M0");
@@ -83,10 +83,10 @@ LowLatencyShape check_low_latency_combine(const std::string& op, int num_ranks, 
   s.max_tokens = handle.num_max_dispatch_tokens_per_rank;
   check_shape_limits(op, num_ranks, s);
   const std::int64_t E = s.num_local_experts(), N = s.slots_per_expert(), H = s.hidden;
-  check_tensor(op, a.x, {"x", {DType::kBFloat16}, {E, N, H}});
+  check_tensor(op, a.x, {"x", {DType::kBFloat16}, {E, N, H}, true, kRowAlign});
   check_tensor(op, a.topk_idx, {"topk_idx", {DType::kInt64, DType::kInt32}, {s.num_tokens, s.num_topk}});
   check_tensor(op, a.topk_weights, {"topk_weights", {DType::kFloat32}, {s.num_tokens, s.num_topk}});
-  check_tensor(op, a.out, {"out", {DType::kBFloat16}, {s.num_tokens, H}});
+  check_tensor(op, a.out, {"out", {DType::kBFloat16}, {s.num_tokens, H}, true, kRowAlign});
   check_tensor(op, handle.layout_range, {"handle.layout_range", {DType::kInt64}, {E, num_ranks}});
   check_tensor(op, handle.combine_slots, {"handle.combine_slots", {DType::kInt32}, {s.max_tokens, s.num_topk}});
   check_optional_tensor(op, a.combine_wait_recv_cost_stats,

@@ -1,6 +1,7 @@
 // Tensor checks with messages that name the argument, the expectation and the value.
 #include "host/validation.hpp"
 
+#include <cstdint>
 #include <sstream>
 
 namespace moe_ep::host {
@@ -27,6 +28,27 @@ std::string expected_text(const TensorSpec& spec) {
   return out.str();
 }
 
+// A misaligned vector access would be a fault that ends the CUDA context: refuse it here.
+void check_alignment(const std::string& op, const TensorView& t, const TensorSpec& spec) {
+  const auto address = reinterpret_cast<std::uintptr_t>(t.data);
+  if (t.numel() > 0 && address % spec.align != 0) {
+    std::ostringstream out;
+    out << spec.name << ": the data pointer 0x" << std::hex << address << std::dec << " is not " << spec.align
+        << "-byte aligned (its rows move in " << spec.align << "-byte vectors); pass an aligned copy";
+    fail(op, out.str());
+  }
+  // A contiguous tensor's strides follow from its row size, which each op checks itself.
+  if (spec.contiguous) return;
+  const std::int64_t element = static_cast<std::int64_t>(dtype_bytes(t.dtype));
+  for (int d = 0; d + 1 < t.ndim; ++d) {
+    if (t.shape[d] > 1 && (t.strides[d] * element) % spec.align != 0) {
+      fail(op, std::string(spec.name) + ": stride " + std::to_string(t.strides[d]) + " of dimension " +
+                   std::to_string(d) + " is not a multiple of " + std::to_string(spec.align) + " bytes (got " +
+                   t.describe() + ")");
+    }
+  }
+}
+
 }  // namespace
 
 void check_tensor(const std::string& op, const TensorView& t, const TensorSpec& spec) {
@@ -45,6 +67,7 @@ void check_tensor(const std::string& op, const TensorView& t, const TensorSpec& 
   if (ok && spec.contiguous) ok = t.is_contiguous();
   if (ok && t.numel() > 0 && t.data == nullptr) ok = false;
   if (!ok) fail(op, std::string(spec.name) + ": expected " + expected_text(spec) + ", got " + t.describe());
+  if (spec.align > 0) check_alignment(op, t, spec);
 }
 
 void check_optional_tensor(const std::string& op, const TensorView& t, const TensorSpec& spec) {

@@ -22,7 +22,14 @@ struct TensorSpec {
   std::initializer_list<DType> dtypes;
   std::initializer_list<std::int64_t> shape;  // kAnySize matches anything
   bool contiguous = true;
+  // Bytes the data pointer (and, when not contiguous, every stride but the last
+  // dimension's) must be a multiple of: kernels move this tensor's rows in vectors of that
+  // width. 0: the element's own.
+  int align = 0;
 };
+
+// Rows that kernels move in 16-byte vectors.
+inline constexpr int kRowAlign = 16;
 
 // The tensor must be given and match `spec`.
 void check_tensor(const std::string& op, const TensorView& t, const TensorSpec& spec);

@@ -225,6 +225,9 @@ def test_bad_input_raises_value_error_and_buffer_stays_usable(clusters):
             dispatch(x=x[:, : HIDDEN - 64].contiguous())            # hidden % 128 != 0
         with pytest.raises(ValueError, match="x"):
             dispatch(x=x[0])                                        # not 2-D
+        misaligned = torch.empty(x.numel() + 8, dtype=x.dtype, device=x.device)[1:1 + x.numel()].view_as(x)
+        with pytest.raises(ValueError, match="16-byte aligned"):
+            dispatch(x=misaligned)                                  # one element past a 16-byte boundary
         with pytest.raises(ValueError, match="topk_idx"):
             dispatch(idx=idx[:-1])                                  # rows differ from x
         with pytest.raises(ValueError, match="topk_idx"):

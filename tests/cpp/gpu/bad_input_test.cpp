@@ -248,6 +248,23 @@ TEST_F(BadInput, B5MalformedXRejected) {
   expect_usable(7);
 }
 
+// B5: a row tensor one element past a 16-byte boundary (its rows move in 16-byte vectors;
+// a misaligned access would end the CUDA context): refused, naming it.
+TEST_F(BadInput, B5MisalignedRowsRejected) {
+  const auto one_element_in = [](TensorView& t) {
+    t.data = static_cast<std::uint8_t*>(t.data) + dtype_bytes(t.dtype);  // never read: the call is refused
+  };
+  const std::vector<std::string> misaligned = {"is not 16-byte aligned"};
+  expect_dispatch_rejected([&](DispatchArgs& a) { one_element_in(a.x); }, {"x: the data pointer", misaligned[0]});
+  run_round_on_all_ranks(cluster_, io_);
+  for (const char* name : {"x", "combined_x"}) {
+    expect_combine_rejected(
+        [&](CombineArgs& a) { one_element_in(std::string(name) == "x" ? a.x : a.combined_x); },
+        [&](int) { return std::vector<std::string>{std::string(name) + ": the data pointer", misaligned[0]}; });
+  }
+  expect_usable(8);
+}
+
 // B6: more tokens than the buffer was sized for (host check, names both numbers), and
 // more received rows than num_worst_tokens (device check, raised by check_error()).
 TEST_F(BadInput, B6TokensAboveCapacityRejected) {

@@ -323,6 +323,34 @@ TEST_F(LowLatencyBadInput, B5MalformedTensorsRejected) {
   expect_usable(4);
 }
 
+// B5: a row tensor one element past a 16-byte boundary (its rows move in 16-byte vectors;
+// a misaligned access would end the CUDA context): refused, naming it.
+TEST_F(LowLatencyBadInput, B5MisalignedRowsRejected) {
+  // A view of `shape` that starts one element into scratch memory holding one row more.
+  const auto one_element_in = [&](DType dtype, std::vector<std::int64_t> shape) {
+    std::vector<std::int64_t> larger = shape;
+    larger[0] += 1;
+    TensorView t = larger.size() == 2 ? scratch_.take(dtype, {larger[0], larger[1]})
+                                      : scratch_.take(dtype, {larger[0], larger[1], larger[2]});
+    t.shape[0] = shape[0];
+    t.data = static_cast<std::uint8_t*>(t.data) + dtype_bytes(dtype);
+    return t;
+  };
+  const std::int64_t E = shape_.num_local_experts(), N = shape_.rows_per_expert(), H = shape_.hidden;
+  expect_dispatch_rejected([&](int, DispatchCall& c) { c.args.x = one_element_in(DType::kBFloat16, {kTokens, H}); },
+                           {"x: the data pointer", "is not 16-byte aligned"});
+  expect_dispatch_rejected(
+      [&](int, DispatchCall& c) { c.out.recv_x = one_element_in(DType::kFloat8E4M3, {E, N, H}); },
+      {"recv_x: the data pointer", "is not 16-byte aligned"});
+  expect_combine_rejected(
+      [&](int, LowLatencyCombineArgs& a, LowLatencyHandle&) { a.x = one_element_in(DType::kBFloat16, {E, N, H}); },
+      {"x: the data pointer", "is not 16-byte aligned"});
+  expect_combine_rejected(
+      [&](int, LowLatencyCombineArgs& a, LowLatencyHandle&) { a.out = one_element_in(DType::kBFloat16, {kTokens, H}); },
+      {"out: the data pointer", "is not 16-byte aligned"});
+  expect_usable(5);
+}
+
 // B6: more tokens than num_max_dispatch_tokens_per_rank; T outside [1, 1024]; a buffer
 // too small for the call (names the bytes it has and needs).
 TEST_F(LowLatencyBadInput, B6TokensAboveCapacityRejected) {
