@@ -1,6 +1,7 @@
 // Ping-pong between two blocks on two SMs (see handoff_floor.hpp).
 #include "handoff_floor.hpp"
 
+#include <algorithm>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -12,8 +13,6 @@
 namespace moe_ep::bench {
 namespace {
 
-// More dynamic shared memory than half an SM's: the two blocks cannot share an SM.
-constexpr int kOneBlockPerSmBytes = 120 * 1024;
 constexpr int kFlagStride = 16;  // words: each block's flag on a 128-byte line of its own
 
 // Block b's thread 0 answers round i once it sees the other's flag reach i (block 0 starts).
@@ -54,13 +53,20 @@ Stats measure_flag_handoff(bool fenced, int repetitions, int round_trips) {
   test::DeviceArray<std::uint64_t> flags(2 * kFlagStride);
   test::DeviceArray<std::uint64_t> ns(1);
   test::DeviceArray<unsigned> expired(1);
-  MOE_EP_CUDA_CHECK(cudaFuncSetAttribute(ping_pong_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                         kOneBlockPerSmBytes));
+  // More dynamic shared memory than half an SM's, so that the two blocks cannot share an SM
+  // (where a block may not take that much, as much as it may).
+  int device = 0, per_sm = 0, per_block = 0;
+  MOE_EP_CUDA_CHECK(cudaGetDevice(&device));
+  MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device));
+  MOE_EP_CUDA_CHECK(cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  const int shared_bytes = std::min(per_block, per_sm / 2 + 1024);
+  MOE_EP_CUDA_CHECK(
+      cudaFuncSetAttribute(ping_pong_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
   MOE_EP_CUDA_CHECK(cudaMemset(expired.get(), 0, sizeof(unsigned)));
   std::vector<double> us;
   for (int rep = 0; rep <= repetitions; ++rep) {  // the first warms up
     MOE_EP_CUDA_CHECK(cudaMemset(flags.get(), 0, flags.size() * sizeof(std::uint64_t)));
-    ping_pong_kernel<<<2, 32, kOneBlockPerSmBytes>>>(flags.get(), round_trips, fenced, ns.get(), expired.get());
+    ping_pong_kernel<<<2, 32, shared_bytes>>>(flags.get(), round_trips, fenced, ns.get(), expired.get());
     MOE_EP_CHECK_LAUNCH();
     MOE_EP_CUDA_CHECK(cudaDeviceSynchronize());
     if (expired.download()[0] != 0) throw std::runtime_error("flag hand-off: a wait expired after 1 s");

@@ -1,8 +1,8 @@
 // The floor of one flag hand-off between two SMs of this GPU: one thread stores a flag, a
 // thread on another SM polls it (acquire loads), then answers the same way; half a round
-// trip is one hand-off. `fenced`: a fence before each store, as a signal that publishes
-// data pays (any fence: __threadfence, fence.acq_rel, a release store cost the same).
-// An LL op's `ready` and `done` are such hand-offs among all ranks; the LL README compares.
+// trip is one hand-off. `fenced`: a fence (__threadfence) before each store, as a signal
+// that publishes data pays. An LL op's `ready` and `done` are such hand-offs among all
+// ranks; the LL README compares.
 #pragma once
 #include "bench_util.hpp"
 

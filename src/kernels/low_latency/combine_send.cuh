@@ -61,9 +61,11 @@ inline constexpr int kLlPrefetchRows = 8;
 __device__ __forceinline__ void prefetch_few_rows(const LlCombineSendParams& p, int i, int n) {
   const int num_local = p.ctx.shape.num_experts / p.ctx.num_ranks;
   const std::int64_t row_bytes = 2ll * p.hidden;
+  // A failed dispatch may leave any count in layout_range: only counts within the slots.
+  const int most = min(kLlPrefetchRows, p.ctx.num_ranks * p.max_tokens);
   for (int e = i; e < num_local; e += n) {
     const int rows = expert_row_count(p, e);
-    if (rows == 0 || rows > kLlPrefetchRows) continue;
+    if (rows <= 0 || rows > most) continue;
     const std::int64_t first = static_cast<std::int64_t>(e) * p.ctx.num_ranks * p.max_tokens;
     device::prefetch_l2(p.x + first * p.hidden, static_cast<std::uint32_t>(rows * row_bytes));
   }

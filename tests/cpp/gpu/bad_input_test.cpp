@@ -262,6 +262,13 @@ TEST_F(BadInput, B5MisalignedRowsRejected) {
         [&](CombineArgs& a) { one_element_in(std::string(name) == "x" ? a.x : a.combined_x); },
         [&](int) { return std::vector<std::string>{std::string(name) + ": the data pointer", misaligned[0]}; });
   }
+  expect_combine_rejected(
+      [&](CombineArgs& a) {
+        a.bias0 = scratch_view(DType::kBFloat16, {a.combined_x.size(0) + 1, a.combined_x.size(1)});
+        a.bias0.shape[0] = a.combined_x.size(0);
+        one_element_in(a.bias0);
+      },
+      [&](int) { return std::vector<std::string>{"bias0: the data pointer", misaligned[0]}; });
   expect_usable(8);
 }
 
