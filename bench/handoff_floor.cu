@@ -24,25 +24,21 @@ __global__ void ping_pong_kernel(std::uint64_t* flags, int round_trips, bool fen
   std::uint64_t* mine = flags + me * kFlagStride;
   std::uint64_t* theirs = flags + (1 - me) * kFlagStride;
   const std::uint64_t start = device::global_timer_ns();
-  for (std::uint64_t i = 1; i <= static_cast<std::uint64_t>(round_trips); ++i) {
-    if (me == 1) {
-      while (device::load_acquire_gpu(mine) < i) {
-        if (device::global_timer_ns() - start > 1'000'000'000ull) {
-          atomicExch(expired, 1u);
-          return;
-        }
+  // Polls this block's flag until it reaches i; false (recorded) once the run passes 1 s.
+  const auto await = [&](std::uint64_t i) {
+    while (device::load_acquire_gpu(mine) < i) {
+      if (device::global_timer_ns() - start > 1'000'000'000ull) {
+        atomicExch(expired, 1u);
+        return false;
       }
     }
+    return true;
+  };
+  for (std::uint64_t i = 1; i <= static_cast<std::uint64_t>(round_trips); ++i) {
+    if (me == 1 && !await(i)) return;
     if (fenced) __threadfence();
     device::store_relaxed(theirs, i, /*gpu_scope=*/true);
-    if (me == 0) {
-      while (device::load_acquire_gpu(mine) < i) {
-        if (device::global_timer_ns() - start > 1'000'000'000ull) {
-          atomicExch(expired, 1u);
-          return;
-        }
-      }
-    }
+    if (me == 0 && !await(i)) return;
   }
   if (me == 0) *ns = device::global_timer_ns() - start;
 }

@@ -8,6 +8,7 @@
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "moe_ep/buffer.hpp"
@@ -254,13 +255,13 @@ TEST_F(BadInput, B5MisalignedRowsRejected) {
   const auto one_element_in = [](TensorView& t) {
     t.data = static_cast<std::uint8_t*>(t.data) + dtype_bytes(t.dtype);  // never read: the call is refused
   };
-  const std::vector<std::string> misaligned = {"is not 16-byte aligned"};
-  expect_dispatch_rejected([&](DispatchArgs& a) { one_element_in(a.x); }, {"x: the data pointer", misaligned[0]});
+  const std::string misaligned = "is not 16-byte aligned";
+  expect_dispatch_rejected([&](DispatchArgs& a) { one_element_in(a.x); }, {"x: the data pointer", misaligned});
   run_round_on_all_ranks(cluster_, io_);
-  for (const char* name : {"x", "combined_x"}) {
+  for (const auto& tensor : {std::pair{"x", &CombineArgs::x}, std::pair{"combined_x", &CombineArgs::combined_x}}) {
     expect_combine_rejected(
-        [&](CombineArgs& a) { one_element_in(std::string(name) == "x" ? a.x : a.combined_x); },
-        [&](int) { return std::vector<std::string>{std::string(name) + ": the data pointer", misaligned[0]}; });
+        [&](CombineArgs& a) { one_element_in(a.*tensor.second); },
+        [&](int) { return std::vector<std::string>{std::string(tensor.first) + ": the data pointer", misaligned}; });
   }
   expect_combine_rejected(
       [&](CombineArgs& a) {
@@ -268,7 +269,7 @@ TEST_F(BadInput, B5MisalignedRowsRejected) {
         a.bias0.shape[0] = a.combined_x.size(0);
         one_element_in(a.bias0);
       },
-      [&](int) { return std::vector<std::string>{"bias0: the data pointer", misaligned[0]}; });
+      [&](int) { return std::vector<std::string>{"bias0: the data pointer", misaligned}; });
   expect_usable(8);
 }
 
